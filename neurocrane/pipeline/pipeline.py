@@ -72,7 +72,7 @@ def _normalize_steps(steps: Any, owner: str) -> tuple[tuple[str, Node], ...]:
     elif isinstance(steps, Sequence) and not isinstance(steps, str):
         items = []
         for item in steps:
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str | None):
                 items.append(item)
             else:
                 items.append((None, item))
