@@ -1,0 +1,24 @@
+"""Data layer: recordings on disk, readers, synthetic corpus, windows, samplers and collate.
+
+Readers for MNE/BIDS live in :mod:`neurocrane.data.readers` and import MNE only when called.
+"""
+
+from neurocrane.data.recording import (
+    Event,
+    Recording,
+    RecordingError,
+    RecordingIndex,
+    RecordingNotFoundError,
+    open_recording,
+    write_recording,
+)
+
+__all__ = [
+    "Event",
+    "Recording",
+    "RecordingError",
+    "RecordingIndex",
+    "RecordingNotFoundError",
+    "open_recording",
+    "write_recording",
+]
