@@ -63,9 +63,7 @@ class Montage:
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Mix the channel axis (dim 1) of ``x`` (batch, channels, ...) with one einsum."""
         if x.shape[1] != len(self.input_names):
-            raise InputError(
-                f"montage expects {len(self.input_names)} channels on axis 1; got shape {tuple(x.shape)}."
-            )
+            raise InputError(f"montage expects {len(self.input_names)} channels on axis 1; got shape {tuple(x.shape)}.")
         return torch.einsum("oc,bc...->bo...", self.weights_for(x.device, x.dtype), x)
 
     def output_positions(self, positions: torch.Tensor | None) -> torch.Tensor | None:

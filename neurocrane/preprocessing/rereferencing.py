@@ -152,9 +152,7 @@ class CommonAverageReference(Transform):
             out = common_average_rereference(x, channel_mask=mask, method=self.method)
             return batch.replace(signals=out.reshape(shape).movedim(-2, 1))
         mask = batch.channel_mask if self.exclude_masked else None
-        return batch.replace(
-            signals=common_average_rereference(batch.signals, channel_mask=mask, method=self.method)
-        )
+        return batch.replace(signals=common_average_rereference(batch.signals, channel_mask=mask, method=self.method))
 
 
 # -- labels ---------------------------------------------------------------------------------
@@ -288,16 +286,16 @@ def laplacian_montage(
     _choice(require_neighbors, ("any", "both"), "require_neighbors", op)
     _choice(non_laplacian, ("keep", "drop"), "non_laplacian", op)
     distance = check_finite(neighbor_distance, "neighbor_distance", op)
-    if channel_names is not None:
+    if n_channels is not None:
+        n = int(n_channels)
+    elif channel_names is not None:
         n = len(channel_names)
     elif electrode_positions is not None:
         n = len(electrode_positions)
-    elif n_channels is not None:
-        n = int(n_channels)
     else:
         raise InputError(f"{op}: give channel_names, electrode_positions or n_channels.")
-    if n_channels is not None and n_channels != n:
-        raise InputError(f"{op}: n_channels={n_channels} but {n} channel names/positions were given.")
+    if channel_names is not None and len(channel_names) != n:
+        raise InputError(f"{op}: {len(channel_names)} channel_names given for {n} channels; give one per channel.")
     pos = check_positions(electrode_positions, n, op)
     if mode == "auto":
         mode = "positions" if pos is not None else "labels" if channel_names is not None else "adjacent"

@@ -230,8 +230,7 @@ def apply_spatial_filter(neural_data: torch.Tensor, weights: torch.Tensor) -> to
     w = torch.as_tensor(weights)
     if w.ndim != 2 or w.shape[1] != x.shape[1]:
         raise InputError(
-            f"{op}: weights must be (channels_out, channels_in) with channels_in = {x.shape[1]}; "
-            f"got {tuple(w.shape)}."
+            f"{op}: weights must be (channels_out, channels_in) with channels_in = {x.shape[1]}; got {tuple(w.shape)}."
         )
     out = torch.einsum("oc,bc...->bo...", w.to(device=x.device, dtype=x.dtype), x)
     return out.squeeze(0) if neural_data.ndim == 2 else out
@@ -298,9 +297,7 @@ class SelectElectrodes(Transform):
             return batch
         if self.strategy == "first":
             return _subset(batch, list(range(self.max_electrodes)))
-        idx = select_electrode_indices(
-            batch.signals, self.max_electrodes, "variance", channel_mask=batch.channel_mask
-        )
+        idx = select_electrode_indices(batch.signals, self.max_electrodes, "variance", channel_mask=batch.channel_mask)
         mask = batch.channel_mask
         return batch.replace(
             signals=_take(batch.signals, idx),
@@ -470,9 +467,7 @@ class SpatialFilter(Transform):
     @classmethod
     def from_montage(cls, montage: Montage) -> SpatialFilter:
         """Freeze a montage (e.g. from :func:`laplacian_montage`) into a stored filter."""
-        return cls(
-            weights=montage.weights.tolist(), input_channels=montage.input_names, output_channels=montage.names
-        )
+        return cls(weights=montage.weights.tolist(), input_channels=montage.input_names, output_channels=montage.names)
 
     def montage(self) -> Montage:
         """The filter as a :class:`~neurocrane.preprocessing._montage.Montage` (cached)."""
