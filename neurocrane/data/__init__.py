@@ -12,6 +12,7 @@ from neurocrane.data.recording import (
     open_recording,
     write_recording,
 )
+from neurocrane.data.synthetic import make_synthetic_corpus, make_synthetic_recording
 
 __all__ = [
     "Event",
@@ -21,4 +22,6 @@ __all__ = [
     "RecordingNotFoundError",
     "open_recording",
     "write_recording",
+    "make_synthetic_corpus",
+    "make_synthetic_recording",
 ]
