@@ -1,0 +1,208 @@
+"""Collate window samples into a batch dict, and turn a batch dict into a :class:`NeuralBatch`.
+
+Samples are the dicts :class:`~neurocrane.data.WindowDataset` returns. Windows of one session
+share their channels and simply stack. A batch that mixes sessions (subject or random batching)
+is laid out on the **union of channel names** in first-seen order: each sample's channels go to
+the columns of their names, absent channels are zero and ``channel_mask`` is False there. Within
+one subject this lines up the same contacts across sessions; across subjects equal names are only
+a shared column, so per-sample ``channel_positions`` travel along.
+
+Batch dict keys:
+    ``neural_data`` (B, C, T) float; ``channel_mask`` (B, C) bool (False for padded and bad
+    channels); ``channel_names`` tuple of C names; ``channel_positions`` (B, C, 3) float32 mm or
+    ``None``; ``sampling_rate`` float; ``labels`` (B,) int64 (``-1`` where a window has no label);
+    ``subject_id`` / ``session_id`` lists of B strings; ``start`` (B,) int64 first sample of each
+    window in its recording; ``applied`` tuple of pipeline fingerprints already applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from neurocrane.batch import NeuralBatch
+from neurocrane.errors import InputError
+
+__all__ = ["collate_windows", "to_neural_batch", "WindowCollator"]
+
+
+def _same(samples: Sequence[Mapping[str, Any]], key: str, what: str, fix: str) -> Any:
+    first = samples[0].get(key)
+    for i, s in enumerate(samples[1:], start=1):
+        if s.get(key) != first:
+            raise InputError(
+                f"collate_windows: sample {i} has {what} {s.get(key)!r} but sample 0 has {first!r}; {fix}"
+            )
+    return first
+
+
+def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack window samples into one batch dict, padding channels when sessions differ.
+
+    Args:
+        samples: Sample dicts with at least ``neural_data`` (C, T); optional ``channel_names``,
+            ``channel_positions`` (C, 3), ``channel_mask`` (C,) bool, ``labels``, ``subject_id``,
+            ``session_id``, ``start``, ``sampling_rate``, ``applied``.
+
+    Returns:
+        The batch dict described in the module docstring.
+
+    Raises:
+        InputError: on an empty list, or samples that differ in sampling rate, window length,
+            dtype or applied pipelines (they cannot share a batch).
+
+    Example:
+        >>> a = {"neural_data": torch.zeros(2, 8), "channel_names": ("A1", "A2"), "sampling_rate": 8.0}
+        >>> b = {"neural_data": torch.ones(1, 8), "channel_names": ("B1",), "sampling_rate": 8.0}
+        >>> batch = collate_windows([a, b])
+        >>> batch["neural_data"].shape, batch["channel_mask"].tolist()
+        (torch.Size([2, 3, 8]), [[True, True, False], [False, False, True]])
+    """
+    if not samples:
+        raise InputError("collate_windows: got an empty list of samples; a batch needs at least one window.")
+    datas = [torch.as_tensor(s["neural_data"]) for s in samples]
+    for i, x in enumerate(datas):
+        if x.ndim != 2:
+            raise InputError(
+                f"collate_windows: sample {i} neural_data must be (channels, time); got shape {tuple(x.shape)}."
+            )
+    n_times = {x.shape[1] for x in datas}
+    if len(n_times) > 1:
+        raise InputError(
+            f"collate_windows: windows have different lengths {sorted(n_times)} samples; every window of a "
+            "batch must have the same context_length and sampling rate."
+        )
+    if len({x.dtype for x in datas}) > 1:
+        raise InputError(f"collate_windows: windows have different dtypes {sorted({str(x.dtype) for x in datas})}.")
+    rate = _same(samples, "sampling_rate", "sampling rate", "resample recordings to one rate before batching them.")
+    applied = _same(
+        samples, "applied", "applied pipelines",
+        "recordings preprocessed by different pipelines cannot share a batch; preprocess them all the same way.",
+    )
+    names = [tuple(s["channel_names"]) if s.get("channel_names") is not None else None for s in samples]
+    if any(n is None for n in names):
+        if len({x.shape[0] for x in datas}) > 1 or any(n is not None for n in names):
+            raise InputError(
+                "collate_windows: some samples lack channel_names while channel counts or names differ; "
+                "give every sample its channel_names so channels can be matched."
+            )
+        names = [tuple(str(i) for i in range(datas[0].shape[0]))] * len(samples)
+    for i, n in enumerate(names):
+        if len(n) != datas[i].shape[0]:
+            raise InputError(
+                f"collate_windows: sample {i} has {len(n)} channel names for {datas[i].shape[0]} channels."
+            )
+
+    homogeneous = all(n == names[0] for n in names)
+    union = names[0] if homogeneous else tuple(dict.fromkeys(c for n in names for c in n))
+    B, C, T = len(samples), len(union), datas[0].shape[1]
+    if homogeneous:
+        signals = torch.stack(datas)
+        present = torch.ones(B, C, dtype=torch.bool)
+        columns = [torch.arange(C)] * B
+    else:
+        col = {c: j for j, c in enumerate(union)}
+        signals = datas[0].new_zeros(B, C, T)
+        present = torch.zeros(B, C, dtype=torch.bool)
+        columns = []
+        for i, (x, n) in enumerate(zip(datas, names, strict=True)):
+            idx = torch.tensor([col[c] for c in n], dtype=torch.long)
+            signals[i, idx] = x
+            present[i, idx] = True
+            columns.append(idx)
+
+    mask = present.clone()
+    for i, s in enumerate(samples):
+        m = s.get("channel_mask")
+        if m is not None:
+            m = torch.as_tensor(m, dtype=torch.bool)
+            if m.shape != (len(names[i]),):
+                raise InputError(f"collate_windows: sample {i} channel_mask must have shape ({len(names[i])},).")
+            mask[i, columns[i]] &= m
+
+    positions = None
+    if any(s.get("channel_positions") is not None for s in samples):
+        positions = torch.zeros(B, C, 3, dtype=torch.float32)
+        for i, s in enumerate(samples):
+            p = s.get("channel_positions")
+            if p is not None:
+                positions[i, columns[i]] = torch.as_tensor(p, dtype=torch.float32)
+
+    labels = torch.tensor([-1 if s.get("labels") is None else int(s["labels"]) for s in samples], dtype=torch.long)
+    return {
+        "neural_data": signals,
+        "channel_mask": mask,
+        "channel_names": union,
+        "channel_positions": positions,
+        "sampling_rate": None if rate is None else float(rate),
+        "labels": labels,
+        "subject_id": [str(s.get("subject_id", "")) for s in samples],
+        "session_id": [str(s.get("session_id", "")) for s in samples],
+        "start": torch.tensor([int(s.get("start", -1)) for s in samples], dtype=torch.long),
+        "applied": tuple(applied or ()),
+    }
+
+
+def to_neural_batch(batch: Mapping[str, Any]) -> NeuralBatch:
+    """Build the :class:`NeuralBatch` a model pipeline runs on from a collated batch dict.
+
+    Channel positions are shared by a NeuralBatch, so they are kept only when every sample agrees
+    on the position of every channel it has (always true within a session or a subject);
+    otherwise they are dropped (``None``). The mask, names, rate and applied record travel along.
+
+    Args:
+        batch: A dict from :func:`collate_windows` (after :class:`BasicPreprocessor` if you like).
+
+    Returns:
+        A NeuralBatch on the device of ``batch["neural_data"]``.
+
+    Example:
+        >>> nb = to_neural_batch(collate_windows([{"neural_data": torch.zeros(2, 8), "sampling_rate": 8.0}]))
+        >>> nb.spec.shape
+        (1, 2, 8)
+    """
+    x = batch["neural_data"]
+    mask = batch.get("channel_mask")
+    positions = batch.get("channel_positions")
+    shared = None
+    if positions is not None:
+        pos = torch.as_tensor(positions)
+        have = (mask if mask is not None else torch.ones(pos.shape[:2], dtype=torch.bool)).to(pos.device)
+        # A channel's position is the one any sample that has it gives; check they all agree.
+        first = torch.argmax(have.to(torch.int8), dim=0)
+        ref = pos[first, torch.arange(pos.shape[1], device=pos.device)]
+        agree = torch.isclose(pos, ref.unsqueeze(0), atol=1e-4, equal_nan=True) | ~have.unsqueeze(-1)
+        if bool(agree.all()):
+            shared = ref.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+    return NeuralBatch(
+        signals=x,
+        sampling_rate=batch.get("sampling_rate"),
+        channel_names=batch.get("channel_names"),
+        channel_positions=shared,
+        channel_mask=None if mask is None else mask.to(x.device),
+        applied=tuple(batch.get("applied", ())),
+    )
+
+
+class WindowCollator:
+    """``collate_fn`` for DataLoaders: :func:`collate_windows`, then an optional clean-up step.
+
+    A class (not a closure) so DataLoader workers started with ``spawn`` can pickle it.
+
+    Args:
+        preprocessor: Called on the batch dict after collation, e.g. a
+            :class:`~neurocrane.data.BasicPreprocessor`; ``None`` for none.
+
+    Example:
+        >>> from neurocrane.data.preprocessing import BasicPreprocessor
+        >>> loader = DataLoader(ds, batch_size=8, collate_fn=WindowCollator(BasicPreprocessor()))
+    """
+
+    def __init__(self, preprocessor: Any = None):
+        self.preprocessor = preprocessor
+
+    def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        batch = collate_windows(samples)
+        return batch if self.preprocessor is None else self.preprocessor(batch)

@@ -1,0 +1,111 @@
+"""Data-quality clean-up every model needs (SPEC §3.2), and nothing model-specific.
+
+:class:`BasicPreprocessor` replaces NaN/+Inf/-Inf with 0, casts to float32 and zeroes masked
+channels. It never hides what it did: each batch dict gets ``n_replaced`` (non-finite values
+replaced in that batch), the preprocessor keeps running totals, and the first batch with
+replacements (and every ``log_every``-th after it) is logged as a warning on the
+``neurocrane.data`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+import torch
+
+from neurocrane.errors import InputDTypeError, InputError
+
+__all__ = ["BasicPreprocessor"]
+
+logger = logging.getLogger("neurocrane.data")
+
+
+class BasicPreprocessor:
+    """Make a batch dict clean: finite values, float32, masked channels set to zero.
+
+    Args:
+        allow_integer: Integer signals (e.g. raw int16 ADC counts) are refused by default, because
+            their physical scale is unknown here; convert them with the recording's scale first.
+            With ``allow_integer=True`` they are cast to float32 as they are (counts stay counts).
+        log_every: Log a warning for the first batch with non-finite values and then for every
+            ``log_every``-th such batch (0: only the first).
+
+    Attributes:
+        n_replaced: Non-finite values replaced so far, all batches together (in this process).
+        n_batches_with_nonfinite: Batches in which at least one value was replaced.
+
+    Example:
+        >>> pre = BasicPreprocessor()
+        >>> batch = pre({"neural_data": torch.tensor([[[1.0, float("nan")]]])})
+        >>> batch["neural_data"].tolist(), int(batch["n_replaced"])
+        ([[[1.0, 0.0]]], 1)
+    """
+
+    def __init__(self, allow_integer: bool = False, log_every: int = 100):
+        if int(log_every) != log_every or log_every < 0:
+            raise InputError(f"BasicPreprocessor: log_every must be a non-negative int; got {log_every!r}.")
+        self.allow_integer = bool(allow_integer)
+        self.log_every = int(log_every)
+        self.n_replaced = 0
+        self.n_batches_with_nonfinite = 0
+
+    def __call__(self, batch: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """Clean ``batch["neural_data"]`` in the dict (returned, also modified in place).
+
+        Args:
+            batch: A dict with ``neural_data`` (any rank, batch first) and optionally
+                ``channel_mask`` (B, C) bool.
+
+        Returns:
+            The same dict, with ``neural_data`` float32 and finite, and ``n_replaced`` (int) set.
+
+        Raises:
+            InputDTypeError: integer data without ``allow_integer=True``, or bool/complex data.
+            InputError: a ``channel_mask`` whose shape does not match (B, C).
+        """
+        if "neural_data" not in batch:
+            raise InputError(f"BasicPreprocessor: the batch has no 'neural_data'; keys are {sorted(batch)}.")
+        x = torch.as_tensor(batch["neural_data"])
+        if x.dtype == torch.bool or x.is_complex():
+            raise InputDTypeError(f"BasicPreprocessor: neural_data must be real numbers; got {x.dtype}.")
+        if not x.is_floating_point():
+            if not self.allow_integer:
+                raise InputDTypeError(
+                    f"BasicPreprocessor: neural_data is {x.dtype}; integer samples (raw ADC counts) have no "
+                    "physical scale here. Convert them to float volts/microvolts with the recording's scale "
+                    "(Recording.read does), or pass BasicPreprocessor(allow_integer=True) to cast as they are."
+                )
+            x = x.to(torch.float32)
+            n_bad = 0
+        else:
+            finite = torch.isfinite(x)
+            n_bad = int(finite.numel() - finite.sum())
+            if n_bad:
+                x = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device))
+            x = x.to(torch.float32)
+        mask = batch.get("channel_mask")
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=x.device).to(torch.bool)
+            if x.ndim < 2 or mask.shape != x.shape[:2]:
+                raise InputError(
+                    f"BasicPreprocessor: channel_mask must have shape (batch, channels) = {tuple(x.shape[:2])}; "
+                    f"got {tuple(mask.shape)}."
+                )
+            x = x * mask.reshape(*mask.shape, *([1] * (x.ndim - 2))).to(x.dtype)
+        batch["neural_data"] = x
+        batch["n_replaced"] = n_bad  # a plain int: moving the batch to a GPU never syncs on it
+        if n_bad:
+            self.n_replaced += n_bad
+            self.n_batches_with_nonfinite += 1
+            k = self.n_batches_with_nonfinite
+            if k == 1 or (self.log_every and k % self.log_every == 0):
+                logger.warning(
+                    "BasicPreprocessor replaced %d non-finite value(s) (NaN/Inf) with 0 in this batch "
+                    "(%d value(s) in %d batch(es) so far).", n_bad, self.n_replaced, k,
+                )
+        return batch
+
+    def __repr__(self) -> str:
+        return f"BasicPreprocessor(allow_integer={self.allow_integer}, replaced={self.n_replaced})"

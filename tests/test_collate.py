@@ -1,0 +1,144 @@
+"""Collate (stack / pad by channel name) and BasicPreprocessor (NaN/Inf, dtype, mask, counts)."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import pytest
+import torch
+
+from neurocrane.batch import NeuralBatch
+from neurocrane.data.collate import WindowCollator, collate_windows, to_neural_batch
+from neurocrane.data.preprocessing import BasicPreprocessor
+from neurocrane.errors import InputDTypeError, InputError
+
+
+def sample(names, t=16, fill=None, session="ses-01", subject="sub-01", label=None, start=0, positions=True,
+           mask=None, applied=()):
+    c = len(names)
+    x = torch.arange(c * t, dtype=torch.float32).reshape(c, t) if fill is None else torch.full((c, t), float(fill))
+    pos = torch.tensor([[float(sum(map(ord, n))), 1.0, 2.0] for n in names]) if positions else None
+    return {
+        "neural_data": x, "channel_names": tuple(names), "channel_positions": pos, "sampling_rate": 100.0,
+        "subject_id": subject, "session_id": session, "labels": label, "start": start,
+        "channel_mask": None if mask is None else torch.tensor(mask), "applied": tuple(applied),
+    }
+
+
+def test_same_session_stacks_without_padding():
+    a, b = sample(["A1", "A2", "A3"], start=0), sample(["A1", "A2", "A3"], fill=7.0, start=16)
+    batch = collate_windows([a, b])
+    assert batch["neural_data"].shape == (2, 3, 16)
+    assert torch.equal(batch["neural_data"][0], a["neural_data"])
+    assert torch.equal(batch["neural_data"][1], b["neural_data"])
+    assert batch["channel_mask"].all()
+    assert batch["channel_names"] == ("A1", "A2", "A3")
+    assert batch["start"].tolist() == [0, 16]
+    assert batch["labels"].tolist() == [-1, -1]
+    assert batch["sampling_rate"] == 100.0
+
+
+def test_mixed_sessions_pad_by_name_and_mask():
+    a = sample(["A1", "A2", "B1"], session="ses-01")
+    b = sample(["B1", "C1"], fill=5.0, session="ses-02", label=1)
+    batch = collate_windows([a, b])
+    assert batch["channel_names"] == ("A1", "A2", "B1", "C1")
+    x, m = batch["neural_data"], batch["channel_mask"]
+    assert x.shape == (2, 4, 16)
+    assert m.tolist() == [[True, True, True, False], [False, False, True, True]]
+    assert torch.equal(x[0, :3], a["neural_data"])  # sample a's channels in their named columns
+    assert torch.equal(x[1, 2], b["neural_data"][0]) and torch.equal(x[1, 3], b["neural_data"][1])
+    assert (x[0, 3] == 0).all() and (x[1, :2] == 0).all()
+    assert torch.equal(batch["channel_positions"][1, 2], b["channel_positions"][0])
+    assert batch["session_id"] == ["ses-01", "ses-02"]
+    assert batch["labels"].tolist() == [-1, 1]
+
+
+def test_bad_channel_mask_survives_collate():
+    a = sample(["A1", "A2"], mask=[True, False])
+    b = sample(["A2", "A3"], mask=[False, True], session="ses-02")
+    batch = collate_windows([a, b])
+    assert batch["channel_names"] == ("A1", "A2", "A3")
+    assert batch["channel_mask"].tolist() == [[True, False, False], [False, False, True]]
+
+
+def test_incompatible_samples_raise():
+    with pytest.raises(InputError, match="empty"):
+        collate_windows([])
+    with pytest.raises(InputError, match="different lengths"):
+        collate_windows([sample(["A"], t=8), sample(["A"], t=9)])
+    other_rate = sample(["A"])
+    other_rate["sampling_rate"] = 200.0
+    with pytest.raises(InputError, match="sampling rate"):
+        collate_windows([sample(["A"]), other_rate])
+    with pytest.raises(InputError, match="applied pipelines"):
+        collate_windows([sample(["A"], applied=("abc",)), sample(["A"])])
+    with pytest.raises(InputError, match=r"\(channels, time\)"):
+        collate_windows([{"neural_data": torch.zeros(3)}])
+
+
+def test_to_neural_batch_keeps_metadata():
+    batch = collate_windows([sample(["A1", "A2"], applied=("fp1",)), sample(["A1", "A2"], applied=("fp1",))])
+    nb = to_neural_batch(batch)
+    assert isinstance(nb, NeuralBatch)
+    assert nb.channel_names == ("A1", "A2") and nb.sampling_rate == 100.0 and nb.applied == ("fp1",)
+    assert torch.equal(nb.channel_positions, batch["channel_positions"][0])
+    assert nb.channel_mask.all()
+
+
+def test_to_neural_batch_drops_positions_that_disagree():
+    a, b = sample(["A1", "A2"]), sample(["A1", "A2"], session="ses-02", subject="sub-02")
+    b["channel_positions"] = b["channel_positions"] + 10.0  # same names, other subject's electrodes
+    assert to_neural_batch(collate_windows([a, b])).channel_positions is None
+    # a channel one sample lacks does not count as a disagreement
+    c = sample(["A1", "A2", "A3"], session="ses-02")
+    nb = to_neural_batch(collate_windows([a, c]))
+    assert nb.channel_positions is not None and nb.channel_mask.tolist() == [[True, True, False], [True, True, True]]
+
+
+def test_basic_preprocessor_replaces_and_counts(caplog):
+    x = torch.randn(2, 3, 10, dtype=torch.float64)
+    x[0, 1, 2:5] = float("nan")  # a NaN run
+    x[1, 0, 0] = float("inf")
+    x[1, 2, 9] = -float("inf")
+    pre = BasicPreprocessor()
+    with caplog.at_level(logging.WARNING, logger="neurocrane.data"):
+        out = pre({"neural_data": x.clone()})
+    y = out["neural_data"]
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()
+    assert out["n_replaced"] == 5 and pre.n_replaced == 5 and pre.n_batches_with_nonfinite == 1
+    assert y[0, 1, 2:5].eq(0).all() and y[1, 0, 0] == 0 and y[1, 2, 9] == 0
+    finite = torch.isfinite(x)
+    assert torch.allclose(y[finite], x[finite].float())
+    assert "replaced 5 non-finite" in caplog.text
+    clean = pre({"neural_data": torch.ones(1, 2, 3)})
+    assert clean["n_replaced"] == 0 and pre.n_replaced == 5
+
+
+def test_basic_preprocessor_applies_channel_mask():
+    x = torch.ones(2, 3, 4)
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    y = BasicPreprocessor()({"neural_data": x, "channel_mask": mask})["neural_data"]
+    assert y.sum(dim=-1).tolist() == [[4.0, 0.0, 4.0], [0.0, 4.0, 4.0]]
+    with pytest.raises(InputError, match="channel_mask"):
+        BasicPreprocessor()({"neural_data": x, "channel_mask": mask[:, :2]})
+
+
+def test_basic_preprocessor_int16_is_refused_unless_allowed():
+    x = torch.tensor([[[1, -2, 300]]], dtype=torch.int16)
+    with pytest.raises(InputDTypeError, match="int16"):
+        BasicPreprocessor()({"neural_data": x})
+    y = BasicPreprocessor(allow_integer=True)({"neural_data": x})["neural_data"]
+    assert y.dtype == torch.float32 and y.tolist() == [[[1.0, -2.0, 300.0]]]
+    with pytest.raises(InputDTypeError):
+        BasicPreprocessor()({"neural_data": torch.ones(1, 1, 2, dtype=torch.bool)})
+    with pytest.raises(InputError, match="neural_data"):
+        BasicPreprocessor()({"signals": torch.ones(1)})
+
+
+def test_collator_pickles_and_composes():
+    collator = pickle.loads(pickle.dumps(WindowCollator(BasicPreprocessor())))
+    a = sample(["A1", "A2"], fill=float("nan"))
+    out = collator([a, sample(["A1", "A2"])])
+    assert out["n_replaced"] == 32 and torch.isfinite(out["neural_data"]).all()
