@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -596,7 +596,6 @@ def write_recording(
             raise InputError("write_recording: writing an array needs sampling_rate=... (and usually channel_names=...).")
         recording = Recording.from_array(recording, **metadata)
         metadata = {}
-    _check_target(path, overwrite)
     meta = recording.metadata()
     unknown = sorted(set(metadata) - set(meta))
     if unknown:
@@ -604,24 +603,51 @@ def write_recording(
     if "events" in metadata:
         metadata["events"] = [e.to_dict() if isinstance(e, Event) else dict(e) for e in metadata["events"]]
     meta.update(metadata)
-    # validate the merged metadata the same way open_recording will
-    Recording(
-        shape=(recording.n_times, recording.n_channels),
-        array=np.empty((0, 0), np.float32),
-        **_meta_kwargs(meta),
+    return _write_session(
+        path,
+        (recording.n_times, recording.n_channels),
+        meta,
+        lambda out: _write_signals(out, recording, dtype),
+        dtype=dtype,
+        overwrite=overwrite,
     )
+
+
+def _write_session(
+    path: Path,
+    shape: tuple[int, int],
+    meta: dict[str, Any],
+    fill: Callable[[np.ndarray], np.ndarray | None],
+    *,
+    dtype: str = "float32",
+    overwrite: bool = False,
+) -> Path:
+    """Assemble a session folder under a temporary name and rename it into place.
+
+    ``fill(out)`` writes the signals into ``out``, a writable ``(n_times, n_channels)`` memory
+    map of ``dtype``, and returns the int16 scale (or ``None``). ``meta`` holds the
+    :meth:`Recording.metadata` fields; it is validated before anything is written.
+    """
+    _check_target(path, overwrite)
+    Recording(shape=shape, array=np.empty((0, 0), np.float32), **_meta_kwargs(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        scale = _write_signals(tmp / SIGNALS_NAME, recording, dtype)
+        file = tmp / SIGNALS_NAME
+        out = np.lib.format.open_memmap(file, mode="w+", dtype=_STORAGE_DTYPES[dtype], shape=shape)
+        scale = fill(out)
+        out.flush()
+        del out
+        with open(file, "rb+") as fh:
+            os.fsync(fh.fileno())
         sidecar = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "data_file": SIGNALS_NAME,
             "layout": "time_major",
             "dtype": dtype,
-            "shape": [recording.n_times, recording.n_channels],
+            "shape": list(shape),
             "scale": None if scale is None else [float(s) for s in scale],
             **meta,
         }
@@ -667,10 +693,8 @@ def _row_blocks(recording: Recording) -> Iterator[tuple[int, int]]:
         yield start, min(start + rows, recording.n_times)
 
 
-def _write_signals(file: Path, recording: Recording, dtype: str) -> np.ndarray | None:
-    """Copy the signals into a new time-major ``.npy`` file; return the int16 scale, if any."""
-    shape = (recording.n_times, recording.n_channels)
-    out = np.lib.format.open_memmap(file, mode="w+", dtype=_STORAGE_DTYPES[dtype], shape=shape)
+def _write_signals(out: np.ndarray, recording: Recording, dtype: str) -> np.ndarray | None:
+    """Copy the signals into ``out`` (time-major, storage dtype); return the int16 scale, if any."""
     scale = None
     if dtype == "int16" and recording.storage_dtype == "int16":
         scale = recording.scale
@@ -692,10 +716,6 @@ def _write_signals(file: Path, recording: Recording, dtype: str) -> np.ndarray |
     else:
         for a, b in _row_blocks(recording):
             out[a:b] = recording.read(a, b).T
-    out.flush()
-    del out
-    with open(file, "rb+") as fh:
-        os.fsync(fh.fileno())
     return scale
 
 
