@@ -29,3 +29,23 @@ __all__ = [
     "preprocessing",
     "registered_ops",
 ]
+
+# Heavy parts (transformers, Lightning) load on first use, so `import neurocrane` stays fast.
+_LAZY_EXPORTS = {
+    "BaseModel": "neurocrane.models",
+    "CraneConfig": "neurocrane.models",
+    "models": "neurocrane.models",
+}
+__all__ += ["BaseModel", "CraneConfig", "models"]
+
+
+def __getattr__(name: str):
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'neurocrane' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(module_name)
+    value = module if module_name.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1 @@
+"""Utilities: Hub sharing (model cards, pushes, offline caches)."""
