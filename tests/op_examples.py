@@ -22,20 +22,6 @@ EXAMPLES: dict[str, list[dict]] = {
     "spatial_filter": [
         {"weights": [[1.0, -1.0], [0.5, 0.5]], "input_channels": ["LA1", "LA2"], "output_channels": ["d", "m"]}
     ],
-    "laplacian": [
-        {"mode": "positions", "neighbor_distance": 4.0, "require_neighbors": "both", "non_laplacian": "drop"},
-        {"mode": "adjacent"},
-    ],
-    "bipolar": [{"pairs": "shaft"}, {"pairs": [["LA1", "LA2"], ["LB3", "LB4"]]}],
-    "select_electrodes": [{"max_electrodes": 64, "strategy": "variance"}],
-    "random_electrodes": [{"max_electrodes": 32, "seed": 3}],
-    "select_channels": [
-        {"keep": ["LA1", "LA2"], "drop": ["LA2"], "drop_masked": True, "missing": "ignore"},
-        {"keep": None, "drop": []},
-    ],
-    "spatial_filter": [
-        {"weights": [[1.0, -1.0], [0.5, 0.5]], "input_channels": ["LA1", "LA2"], "output_channels": ["d", "m"]}
-    ],
     "zscore": [{"axes": ["channel", "time"], "eps": 1e-6, "clip": 5.0, "ddof": 1}],
     "spectrogram": [
         {
