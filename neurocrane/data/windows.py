@@ -1,0 +1,243 @@
+"""Cut a continuous :class:`~neurocrane.data.Recording` into windows: one sample dict per window.
+
+Two ways to place windows:
+
+* ``WindowDataset(recording, context_length, stride)`` — windows of ``context_length`` seconds
+  every ``stride`` seconds (default: back to back), unlabelled (``labels = -1``).
+* ``WindowDataset.around_events(recording, context_length, offset=...)`` — one window per event,
+  starting ``offset`` seconds from its onset, labelled with the event's class.
+
+Each sample is a dict (see :func:`~neurocrane.data.collate.collate_windows` for the batch):
+``neural_data`` float32 (C, T) tensor, ``labels`` int, ``subject_id``, ``session_id``,
+``channel_names``, ``channel_positions`` (C, 3) tensor or None, ``channel_mask`` (C,) bool tensor
+(False for bad channels), ``sampling_rate``, ``start`` (first sample in the recording) and
+``applied`` (fingerprints of pipeline parts already applied to the recording, so batches are
+stamped and the model does not run them twice).
+
+Signals are read from the recording's memory map when a window is requested, never up front.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from neurocrane.data.recording import Recording
+from neurocrane.errors import InputError
+
+__all__ = ["WindowDataset", "label_mapping"]
+
+logger = logging.getLogger("neurocrane.data")
+
+
+def _window_samples(recording: Recording, context_length: float) -> int:
+    try:
+        seconds = float(context_length)
+    except (TypeError, ValueError):
+        raise InputError(f"context_length must be a number of seconds; got {context_length!r}.") from None
+    n = int(round(seconds * recording.sampling_rate))
+    if not np.isfinite(seconds) or n < 1:
+        raise InputError(
+            f"context_length must be a positive number of seconds giving at least one sample; got {context_length!r} "
+            f"({seconds * recording.sampling_rate:.3g} samples at {recording.sampling_rate:g} Hz)."
+        )
+    if n > recording.n_times:
+        raise InputError(
+            f"recording {recording.subject_id}/{recording.session_id} is {recording.duration:.3f} s long "
+            f"({recording.n_times} samples at {recording.sampling_rate:g} Hz); a window of {seconds:g} s "
+            f"({n} samples) does not fit. Use a shorter context_length or leave this session out."
+        )
+    return n
+
+
+def label_mapping(labels: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
+    """Normalize a label map: a list of class names becomes ``{name: position}``.
+
+    Args:
+        labels: ``{"rest": 0, "speech": 1}`` or ``["rest", "speech"]``.
+
+    Returns:
+        A dict from class name to a non-negative int.
+
+    Example:
+        >>> label_mapping(["rest", "speech"])
+        {'rest': 0, 'speech': 1}
+    """
+    if isinstance(labels, Mapping):
+        out = {str(k): int(v) for k, v in labels.items()}
+    else:
+        names = [str(x) for x in labels]
+        if len(set(names)) != len(names):
+            raise InputError(f"label names must be unique; got {names}.")
+        out = {n: i for i, n in enumerate(names)}
+    if not out or any(v < 0 for v in out.values()):
+        raise InputError(f"a label map needs at least one class and non-negative class ids; got {out}.")
+    return out
+
+
+class WindowDataset(Dataset):
+    """Fixed-length windows of one recording, as sample dicts.
+
+    Args:
+        recording: The continuous recording (memory-mapped or in memory).
+        context_length: Window length in seconds.
+        stride: Seconds between window starts (default: ``context_length``, no overlap).
+        start: Seconds from which windows are placed (default 0).
+        stop: Seconds at which the last window must end (default: the end of the recording).
+
+    Raises:
+        InputError: a window longer than the recording (or than ``[start, stop)``), a
+            non-positive stride or context length.
+
+    Example:
+        >>> rec = Recording.from_array(np.random.randn(4, 5120), 512.0, ["A1", "A2", "A3", "A4"])
+        >>> ds = WindowDataset(rec, context_length=2.0, stride=1.0)
+        >>> len(ds), ds[0]["neural_data"].shape
+        (9, torch.Size([4, 1024]))
+    """
+
+    def __init__(
+        self,
+        recording: Recording,
+        context_length: float,
+        stride: float | None = None,
+        *,
+        start: float = 0.0,
+        stop: float | None = None,
+    ):
+        self.recording = recording
+        self.window_samples = _window_samples(recording, context_length)
+        self.context_length = float(context_length)
+        rate = recording.sampling_rate
+        step = self.window_samples if stride is None else int(round(float(stride) * rate))
+        if step < 1:
+            raise InputError(f"stride must be a positive number of seconds (>= one sample); got {stride!r}.")
+        first = int(round(float(start) * rate))
+        last = recording.n_times if stop is None else int(round(float(stop) * rate))
+        if not 0 <= first < last <= recording.n_times:
+            raise InputError(
+                f"start={start} s and stop={stop} s must satisfy 0 <= start < stop <= {recording.duration:.3f} s "
+                f"(the length of {recording.subject_id}/{recording.session_id})."
+            )
+        if last - first < self.window_samples:
+            raise InputError(
+                f"the span [{start}, {last / rate:g}) s of {recording.subject_id}/{recording.session_id} is shorter "
+                f"than one window of {self.context_length:g} s; widen the span or shorten context_length."
+            )
+        self.starts = np.arange(first, last - self.window_samples + 1, step, dtype=np.int64)
+        self.labels = np.full(len(self.starts), -1, dtype=np.int64)
+        self.label_map: dict[str, int] = {}
+        self.n_dropped_events = 0
+        self._init_metadata()
+
+    @classmethod
+    def around_events(
+        cls,
+        recording: Recording,
+        context_length: float,
+        *,
+        offset: float = 0.0,
+        label_map: Mapping[str, int] | Sequence[str] | None = None,
+    ) -> WindowDataset:
+        """One labelled window per event.
+
+        Events whose window would reach outside the recording are dropped; how many is logged and
+        kept in ``n_dropped_events`` (a documented, counted clean-up). Events whose label is not in
+        ``label_map`` are left out (that is how to select classes).
+
+        Args:
+            recording: A recording with ``events``.
+            context_length: Window length in seconds.
+            offset: Window start relative to each event onset, in seconds (e.g. ``-0.5``).
+            label_map: Class name → id, or a list of names (id = position). Default: the sorted
+                labels of this recording's events. Give it explicitly when several recordings
+                must share ids (:class:`~neurocrane.data.iEEGDataModule` does).
+
+        Returns:
+            The dataset; ``labels`` holds each window's class id.
+
+        Raises:
+            InputError: no event gives a window inside the recording.
+
+        Example:
+            >>> ds = WindowDataset.around_events(rec, 1.0, offset=-0.2, label_map=["rest", "speech"])
+            >>> ds[0]["labels"] in (0, 1)
+            True
+        """
+        self = cls.__new__(cls)
+        self.recording = recording
+        self.window_samples = _window_samples(recording, context_length)
+        self.context_length = float(context_length)
+        events = list(recording.events)
+        self.label_map = label_mapping(sorted({e.label for e in events})) if label_map is None else label_mapping(label_map)
+        rate = recording.sampling_rate
+        starts, labels, dropped = [], [], 0
+        for ev in events:
+            if ev.label not in self.label_map:
+                continue
+            s = int(round((ev.onset + float(offset)) * rate))
+            if s < 0 or s + self.window_samples > recording.n_times:
+                dropped += 1
+                continue
+            starts.append(s)
+            labels.append(self.label_map[ev.label])
+        self.n_dropped_events = dropped
+        name = f"{recording.subject_id}/{recording.session_id}"
+        if dropped:
+            logger.warning(
+                "%s: dropped %d event(s) whose %g s window (offset %g s) reaches outside the recording.",
+                name, dropped, self.context_length, float(offset),
+            )
+        if not starts:
+            raise InputError(
+                f"{name}: no event gives a window inside the recording ({len(events)} event(s), "
+                f"{dropped} outside, labels kept: {sorted(self.label_map)}). Check the events, offset and label_map."
+            )
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self._init_metadata()
+        return self
+
+    def _init_metadata(self) -> None:
+        rec = self.recording
+        self.subject_id = rec.subject_id
+        self.session_id = rec.session_id
+        self.channel_names = tuple(rec.channel_names)
+        self._positions = None if rec.channel_positions is None else torch.tensor(np.asarray(rec.channel_positions, dtype=np.float32))
+        self._mask = torch.as_tensor(~np.asarray(rec.bad_channels, dtype=bool))
+        self.applied = tuple(getattr(rec, "applied", ()) or ())
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self.starts)
+        i = int(index)
+        if not -n <= i < n:
+            raise IndexError(f"window {index} out of range for a dataset of {n} windows.")
+        start = int(self.starts[i])
+        data = torch.from_numpy(self.recording.read(start, start + self.window_samples))
+        return {
+            "neural_data": data,
+            "labels": int(self.labels[i]),
+            "subject_id": self.subject_id,
+            "session_id": self.session_id,
+            "channel_names": self.channel_names,
+            "channel_positions": self._positions,
+            "channel_mask": self._mask,
+            "sampling_rate": self.recording.sampling_rate,
+            "start": start,
+            "applied": self.applied,
+        }
+
+    def __repr__(self) -> str:
+        kind = "event windows" if self.label_map else "windows"
+        return (
+            f"WindowDataset({self.subject_id}/{self.session_id}, {len(self)} {kind} of {self.context_length:g} s, "
+            f"{len(self.channel_names)} channels)"
+        )

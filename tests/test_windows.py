@@ -1,0 +1,136 @@
+"""WindowDataset: continuous and event windows, metadata in samples, bad input."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from neurocrane.data.collate import WindowCollator, collate_windows
+from neurocrane.data.preprocessing import BasicPreprocessor
+from neurocrane.data.recording import Event, Recording, open_recording, write_recording
+from neurocrane.data.windows import WindowDataset, label_mapping
+from neurocrane.errors import InputDTypeError, InputError
+
+FS = 100.0
+
+
+def recording(n_times=1000, n_channels=3, **kw):
+    x = np.arange(n_channels * n_times, dtype=np.float32).reshape(n_channels, n_times)
+    return Recording.from_array(x, FS, [f"A{i}" for i in range(n_channels)], **kw)
+
+
+def test_continuous_windows_with_stride():
+    rec = recording(channel_positions=np.arange(9.0).reshape(3, 3), bad_channels=["A1"], subject_id="sub-07",
+                    session_id="ses-02", applied=("fp-rec",))
+    ds = WindowDataset(rec, context_length=2.0, stride=0.5)
+    assert len(ds) == (1000 - 200) // 50 + 1
+    assert ds.starts[:3].tolist() == [0, 50, 100] and ds.starts[-1] == 800
+    s = ds[3]
+    assert s["neural_data"].dtype == torch.float32 and s["neural_data"].shape == (3, 200)
+    np.testing.assert_array_equal(s["neural_data"].numpy(), rec.read(150, 350))
+    assert s["start"] == 150 and s["labels"] == -1
+    assert (s["subject_id"], s["session_id"]) == ("sub-07", "ses-02")
+    assert s["channel_names"] == ("A0", "A1", "A2")
+    assert s["channel_mask"].tolist() == [True, False, True]
+    assert torch.equal(s["channel_positions"], torch.arange(9.0).reshape(3, 3))
+    assert s["applied"] == ("fp-rec",) and s["sampling_rate"] == FS
+    assert ds[-1]["start"] == 800
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_default_stride_is_back_to_back_and_span():
+    ds = WindowDataset(recording(), context_length=3.0)
+    assert ds.starts.tolist() == [0, 300, 600]
+    ds = WindowDataset(recording(), context_length=1.0, start=2.0, stop=5.0)
+    assert ds.starts.tolist() == [200, 300, 400]
+
+
+def test_event_windows_with_labels_and_dropped_events(caplog):
+    events = [Event(0.1, 0.5, "rest"), Event(3.0, 0.5, "speech"), Event(5.0, 0.5, "rest"),
+              Event(9.5, 0.5, "speech"), Event(7.0, 0.5, "music")]
+    rec = recording(events=events)
+    with caplog.at_level(logging.WARNING, logger="neurocrane.data"):
+        ds = WindowDataset.around_events(rec, 1.0, offset=-0.2, label_map=["rest", "speech"])
+    # the first (starts at -0.1 s) and the one at 9.5 s (ends at 10.3 s) do not fit; music is not selected
+    assert ds.starts.tolist() == [280, 480]
+    assert ds.labels.tolist() == [1, 0]
+    assert ds.n_dropped_events == 2 and "dropped 2 event(s)" in caplog.text
+    assert ds[0]["labels"] == 1
+    default = WindowDataset.around_events(rec, 1.0)
+    assert default.label_map == {"music": 0, "rest": 1, "speech": 2}
+    assert sorted(default.labels.tolist()) == [0, 1, 1, 2] and default.n_dropped_events == 1  # 9.5 s + 1 s > 10 s
+
+
+def test_event_windows_none_fit_is_an_error():
+    rec = recording(events=[Event(9.9, 0.0, "x")])
+    with pytest.raises(InputError, match="no event gives a window"):
+        WindowDataset.around_events(rec, 1.0)
+    with pytest.raises(InputError, match="unique"):
+        label_mapping(["a", "a"])
+
+
+def test_window_longer_than_recording_is_a_clear_error():
+    with pytest.raises(InputError, match=r"10\.000 s long.*window of 12 s"):
+        WindowDataset(recording(), context_length=12.0)
+    with pytest.raises(InputError, match="positive number of seconds"):
+        WindowDataset(recording(), context_length=0.0)
+    with pytest.raises(InputError, match="stride"):
+        WindowDataset(recording(), context_length=1.0, stride=0.0)
+    with pytest.raises(InputError, match="shorter than one window"):
+        WindowDataset(recording(), context_length=2.0, start=9.0)
+
+
+def test_int16_recording_reads_scaled_float32_and_raw_int16_tensors_are_refused(tmp_path):
+    x = (np.arange(3 * 500).reshape(3, 500) % 200 - 100).astype(np.int16)
+    rec = Recording.from_array(x, FS, ["A", "B", "C"], scale=0.5)
+    folder = write_recording(tmp_path / "sub-01" / "ses-01", rec, dtype="int16")
+    ds = WindowDataset(open_recording(folder), context_length=1.0)
+    s = ds[1]
+    assert s["neural_data"].dtype == torch.float32
+    np.testing.assert_allclose(s["neural_data"].numpy(), x[:, 100:200] * 0.5)
+    raw = {"neural_data": torch.from_numpy(x[None]), "channel_mask": torch.ones(1, 3, dtype=torch.bool)}
+    with pytest.raises(InputDTypeError, match="scale"):
+        BasicPreprocessor()(raw)
+    with pytest.raises(InputDTypeError, match="scale"):
+        Recording.from_array(x, FS, ["A", "B", "C"])
+
+
+def test_nan_runs_are_cleaned_and_counted_through_a_dataloader(tmp_path):
+    x = np.random.default_rng(0).standard_normal((4, 1000)).astype(np.float32)
+    x[1, 120:180] = np.nan  # a 60-sample NaN run in window 1
+    x[3, 950] = np.inf
+    folder = write_recording(tmp_path / "s", Recording.from_array(x, FS, list("ABCD"), bad_channels=["C"]))
+    ds = WindowDataset(open_recording(folder), context_length=1.0)
+    pre = BasicPreprocessor()
+    batches = list(DataLoader(ds, batch_size=4, collate_fn=WindowCollator(pre)))
+    assert sum(b["n_replaced"] for b in batches) == 61 and pre.n_replaced == 61
+    for b in batches:
+        assert torch.isfinite(b["neural_data"]).all()
+        assert (b["neural_data"][:, 2] == 0).all()  # bad channel masked out
+    np.testing.assert_array_equal(batches[0]["neural_data"][0, 0].numpy(), x[0, :100])
+
+
+def test_dataset_pickles_without_copying_the_memory_map(tmp_path):
+    x = np.random.default_rng(1).standard_normal((2, 20000)).astype(np.float32)
+    folder = write_recording(tmp_path / "s", Recording.from_array(x, FS, ["A", "B"]))
+    ds = WindowDataset(open_recording(folder), context_length=1.0)
+    ds[0]  # opens the memory map
+    blob = pickle.dumps(ds)
+    assert len(blob) < x.nbytes / 4
+    again = pickle.loads(blob)
+    assert torch.equal(again[5]["neural_data"], ds[5]["neural_data"])
+
+
+def test_workers_give_the_same_batches_as_the_main_process(tmp_path):
+    x = np.random.default_rng(2).standard_normal((3, 3000)).astype(np.float32)
+    folder = write_recording(tmp_path / "s", Recording.from_array(x, FS, ["A", "B", "C"]))
+    ds = WindowDataset(open_recording(folder), context_length=0.5)
+    main = [b["neural_data"] for b in DataLoader(ds, batch_size=8, collate_fn=collate_windows)]
+    workers = [b["neural_data"] for b in DataLoader(ds, batch_size=8, collate_fn=collate_windows, num_workers=2)]
+    assert len(main) == len(workers) and all(torch.equal(a, b) for a, b in zip(main, workers, strict=True))
