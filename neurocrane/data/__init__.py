@@ -12,6 +12,7 @@ from neurocrane.data.recording import (
     open_recording,
     write_recording,
 )
+from neurocrane.data.recording_cache import preprocess_recording, preprocess_recordings
 from neurocrane.data.synthetic import make_synthetic_corpus, make_synthetic_recording
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "RecordingNotFoundError",
     "open_recording",
     "write_recording",
+    "preprocess_recording",
+    "preprocess_recordings",
     "make_synthetic_corpus",
     "make_synthetic_recording",
 ]

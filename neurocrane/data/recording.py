@@ -616,7 +616,7 @@ def write_recording(
 def _write_session(
     path: Path,
     shape: tuple[int, int],
-    meta: dict[str, Any],
+    meta: dict[str, Any] | Callable[[], dict[str, Any]],
     fill: Callable[[np.ndarray], np.ndarray | None],
     *,
     dtype: str = "float32",
@@ -626,10 +626,17 @@ def _write_session(
 
     ``fill(out)`` writes the signals into ``out``, a writable ``(n_times, n_channels)`` memory
     map of ``dtype``, and returns the int16 scale (or ``None``). ``meta`` holds the
-    :meth:`Recording.metadata` fields; it is validated before anything is written.
+    :meth:`Recording.metadata` fields, or is a function returning them once ``fill`` ran; it is
+    validated before the sidecar is written.
     """
+
+    def checked(meta: dict[str, Any]) -> dict[str, Any]:
+        Recording(shape=shape, array=np.empty((0, 0), np.float32), **_meta_kwargs(meta))
+        return meta
+
     _check_target(path, overwrite)
-    Recording(shape=shape, array=np.empty((0, 0), np.float32), **_meta_kwargs(meta))
+    if not callable(meta):
+        meta = checked(meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -639,6 +646,8 @@ def _write_session(
         scale = fill(out)
         out.flush()
         del out
+        if callable(meta):
+            meta = checked(meta())
         with open(file, "rb+") as fh:
             os.fsync(fh.fileno())
         sidecar = {
