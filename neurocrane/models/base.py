@@ -468,13 +468,15 @@ class BaseModel(PreTrainedModel, ABC):
                 raise UnknownModelTypeError(
                     f"{model_cls.__name__} needs a {model_cls.config_class.__name__}; got {type(config).__name__}."
                 )
-        _check_weights_file(pretrained_model_name_or_path, hub, where)
+        saved_shapes = _check_weights_file(pretrained_model_name_or_path, hub, where)
+        if saved_shapes is not None and not kwargs.get("ignore_mismatched_sizes"):
+            _compare_with_saved(model_cls, config, saved_shapes, where, strict)
         try:
             model, info = super(BaseModel, model_cls).from_pretrained(
                 pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
             )
         except RuntimeError as err:
-            if "size mismatch" in str(err) or "shape" in str(err):
+            if "size mismatch" in str(err) or "ignore_mismatched_sizes" in str(err):
                 raise WeightsMismatchError(f"weights of {where!r} do not fit {model_cls.__name__}: {err}") from err
             raise
         problems = _loading_problems(info)
@@ -504,6 +506,10 @@ def _config_field_names(config_class: type[CraneConfig]) -> set[str]:
 
 def _load_config_dict(path: str | Path, hub: dict[str, Any]) -> dict[str, Any]:
     local = Path(path)
+    text = str(path)
+    looks_local = local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
+    if looks_local and not local.exists():
+        raise ModelLoadError(f"no model folder at {text!r} (it looks like a path, not a Hub repo id 'org/name').")
     if local.is_dir() and not (local / hub.get("subfolder", "") / "config.json").is_file():
         raise ModelLoadError(
             f"{str(local)!r} has no config.json: it is not a saved model, or the save did not finish. "
@@ -545,8 +551,31 @@ def _resolve_class(cls: type[BaseModel], config_dict: dict[str, Any], where: str
     return model_cls
 
 
-def _check_weights_file(path: str | Path, hub: dict[str, Any], where: str) -> None:
-    """Fail with a clear message when the safetensors weights are absent, pickled or unreadable."""
+def _compare_with_saved(
+    model_cls: type[BaseModel], config: CraneConfig, saved: dict[str, tuple[int, ...]], where: str, strict: bool
+) -> None:
+    """Compare the weights a model built from ``config`` has with those saved, before reading any."""
+    with torch.device("meta"):
+        skeleton = model_cls(config)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    info = {
+        "missing_keys": [k for k in expected if k not in saved],
+        "unexpected_keys": [k for k in saved if k not in expected],
+        "mismatched_keys": [(k, saved[k], expected[k]) for k in expected if k in saved and saved[k] != expected[k]],
+    }
+    problems = _loading_problems(info)
+    if problems and (strict or info["mismatched_keys"]):
+        raise WeightsMismatchError(
+            f"weights of {where!r} do not match {model_cls.__name__} built from its config: "
+            + "; ".join(problems)
+            + ". Nothing was loaded. A partly random 'pretrained' model would give silently wrong results"
+            + (" (pass strict=False to accept missing/unexpected keys, e.g. for a new head)." if strict else ".")
+        )
+
+
+def _check_weights_file(path: str | Path, hub: dict[str, Any], where: str) -> dict[str, tuple[int, ...]] | None:
+    """Fail with a clear message when the safetensors weights are absent, pickled or unreadable;
+    return the saved tensor shapes (``None`` for sharded checkpoints)."""
     from safetensors import safe_open
     from transformers.utils import cached_file
 
@@ -562,7 +591,7 @@ def _check_weights_file(path: str | Path, hub: dict[str, Any], where: str) -> No
     weights = find("model.safetensors")
     if weights is None:
         if find("model.safetensors.index.json") is not None:
-            return  # sharded: transformers checks each shard
+            return None  # sharded: transformers checks each shard
         if find("pytorch_model.bin") is not None:
             raise ModelLoadError(
                 f"{where!r} only has pickled weights (pytorch_model.bin), which neurocrane never loads "
@@ -574,16 +603,13 @@ def _check_weights_file(path: str | Path, hub: dict[str, Any], where: str) -> No
         )
     try:
         with safe_open(weights, framework="pt") as fh:
-            keys = list(fh.keys())
-            for key in keys:
-                fh.get_slice(key).get_shape()
+            shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
     except Exception as err:  # safetensors raises its own error types
         raise ModelLoadError(
             f"the weights file of {where!r} ({weights}) is incomplete or corrupt ({err}); the save or "
             "download did not finish. Save or download the model again."
         ) from err
-    if Path(weights).stat().st_size < 8:
-        raise ModelLoadError(f"the weights file of {where!r} is empty; save the model again.")
+    return shapes
 
 
 def _loading_problems(info: dict[str, Any]) -> list[str]:
@@ -597,7 +623,7 @@ def _loading_problems(info: dict[str, Any]) -> list[str]:
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected weight(s) {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
     if mismatched:
-        shown = [f"{m[0]} {tuple(m[1])} vs {tuple(m[2])}" if isinstance(m, tuple | list) and len(m) == 3 else str(m) for m in list(mismatched)[:6]]
+        shown = [f"{m[0]}: saved {tuple(m[1])}, model {tuple(m[2])}" if isinstance(m, tuple | list) and len(m) == 3 else str(m) for m in list(mismatched)[:6]]
         problems.append(f"{len(mismatched)} weight(s) of the wrong shape: {shown}")
     problems += [str(e) for e in errors]
     return problems
