@@ -171,6 +171,27 @@ def test_default_root_is_the_trials_file_folder(corpus):
     assert len(d.train_sessions) == 1 and len(d.val_sessions) == 1
 
 
+def test_pipeline_recording_part_runs_once_and_stamps_batches(tmp_path, corpus):
+    from neurocrane.pipeline import Pipeline
+    from neurocrane.preprocessing import Highpass, ZScore
+
+    pipe = Pipeline([Highpass(cutoff=2.0), ZScore()])
+    part = pipe.split()[0]
+    path = trials(tmp_path, "subject,session\nsub-01,ses-00\n")
+    d = dm(corpus, path, val_split=0.0, pipeline=pipe.to_dict(), cache_dir=tmp_path / "cache", batch_size=2)
+    d.prepare_data()
+    assert any((tmp_path / "cache").rglob("recording.json"))  # the cache was filled before setup
+    d.setup()
+    batch = next(iter(d.train_dataloader()))
+    assert batch["applied"] == (part.fingerprint,)
+    raw = dm(corpus, path, val_split=0.0, batch_size=2, drop_last=False)
+    raw.setup()
+    first = raw.train_dataset[3]["neural_data"]  # (window 0 holds the planted NaN)
+    filtered = d.train_dataset[3]["neural_data"]
+    assert first.shape == filtered.shape and not torch.allclose(first, filtered, atol=1e-3)
+    assert torch.isfinite(filtered).all()
+
+
 class _Recorder(pl.LightningModule):
     """Tiny model that records the windows it was given, per epoch."""
 

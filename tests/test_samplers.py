@@ -211,3 +211,26 @@ def test_all_replica_combinations_cover_without_overlap_across_epochs():
         ranks = all_ranks("session", 3, epoch=epoch, batch_size=5, seed=seed)
         idx = [i for r in ranks for b in r for i in b]
         assert len(idx) == len(set(idx))
+
+
+def test_real_lightning_rebuild_raises_instead_of_duplicating():
+    # the exact call Lightning 2.6 makes when use_distributed_sampler=True under DDP
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    data = list(range(sum(SIZES)))
+    loader = DataLoader(data, batch_sampler=SessionBatchSampler(SIZES, 4, num_replicas=2, rank=0))
+    with pytest.raises(SamplerInjectionError, match="use_distributed_sampler=False"):
+        _update_dataloader(loader, DistributedSampler(data, num_replicas=2, rank=0, shuffle=True))
+
+
+def test_lightning_set_epoch_helper_reaches_the_batch_sampler():
+    from lightning_fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    sampler = SessionBatchSampler(SIZES, 4, seed=0)
+    loader = DataLoader(list(range(sum(SIZES))), batch_sampler=sampler)
+    before = [b.tolist() for b in loader]
+    _set_sampler_epoch(loader, 3)
+    assert sampler.epoch == 3 and [b.tolist() for b in loader] != before

@@ -226,8 +226,9 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         drop_last: Drop incomplete training batches (validation keeps them).
         seed: Seed of the split and of the batch order (which also depends on the epoch).
         pin_memory: Default: True when CUDA is available.
-        pipeline: A model's :class:`~neurocrane.Pipeline`; its recording part runs on each recording
-            once (cached under ``cache_dir``) before windowing.
+        pipeline: A model's :class:`~neurocrane.Pipeline` (or its dict); its recording part runs on
+            each recording once (cached under ``cache_dir``, filled in ``prepare_data``) before
+            windowing, and batches carry its fingerprint in ``applied``.
         cache_dir: Where the recording cache lives (default: next to each recording).
 
     Example:
@@ -278,6 +279,10 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         if int(num_workers) != num_workers or num_workers < 0:
             raise InputError(f"num_workers must be a non-negative int; got {num_workers!r}.")
         self.basic_preprocessor = BasicPreprocessor()
+        if isinstance(pipeline, Mapping):
+            from neurocrane.pipeline import Pipeline
+
+            pipeline = Pipeline.from_dict(pipeline)
         self.pipeline = pipeline
         self.train_dataset: ConcatDataset | None = None
         self.val_dataset: ConcatDataset | None = None
@@ -340,6 +345,23 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         else:
             datasets = [WindowDataset(r, hp.context_length, hp.stride) for r in recordings]
         return ConcatDataset(datasets)
+
+    def _selection(self) -> tuple[RecordingIndex, list[tuple[str, str]]]:
+        index = RecordingIndex(self._root())
+        selected = select_sessions(read_subject_trials(self.hparams.train_subject_trials_file), index)
+        if self.hparams.val_subject_trials_file is not None:
+            val = select_sessions(read_subject_trials(self.hparams.val_subject_trials_file), index)
+            selected = list(dict.fromkeys(selected + val))
+        return index, selected
+
+    def prepare_data(self) -> None:
+        """Fill the recording cache with ``pipeline``'s recording part (Lightning runs this on one
+        process per node before ``setup``, so DDP ranks do not all filter the same recordings)."""
+        if self.pipeline is None:
+            return
+        index, selected = self._selection()
+        for pair in selected:
+            self._open(index, pair)
 
     def setup(self, stage: str | None = None) -> None:
         """Read the selection, split it, open the recordings and cut windows (idempotent)."""
