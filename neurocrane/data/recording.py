@@ -508,7 +508,9 @@ def _check_bad(bad: Any, n: int, where: str, error: type[Exception]) -> np.ndarr
 
 def _bad_from_names(bad: Any, names: Sequence[str]) -> Any:
     """Accept a list of bad channel names as well as a boolean vector."""
-    if isinstance(bad, Sequence) and not isinstance(bad, str) and bad and all(isinstance(b, str) for b in bad):
+    if isinstance(bad, Sequence) and not isinstance(bad, str) and len(bad) == 0:
+        return None
+    if isinstance(bad, Sequence) and not isinstance(bad, str) and all(isinstance(b, str) for b in bad):
         unknown = sorted(set(bad) - set(names))
         if unknown:
             raise InputError(f"bad_channels names {unknown} that are not channels of the recording.")
