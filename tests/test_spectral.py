@@ -302,3 +302,19 @@ def test_spectral_nodes_in_a_pipeline_round_trip():
     assert pipe(x, sampling_rate=400.0).shape == (2, 3, 3, 560)
     bp = Pipeline([HilbertEnvelope(band=(30.0, 90.0)), BandPower(bands=(("a", 1.0, 4.0),), average=True)])
     assert Pipeline.from_json(bp.to_json()) == bp
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_input_is_computed_in_float32_and_returned_in_its_dtype(dtype):
+    x = torch.randn(2, 3, 500)
+    spec = compute_spectrogram(x.to(dtype), 500.0, window_size=100, hop_length=50)
+    assert spec.dtype == dtype
+    torch.testing.assert_close(spec.float(), compute_spectrogram(x.to(dtype).float(), 500.0, window_size=100, hop_length=50).to(dtype).float())
+    assert morlet_transform(x.to(dtype), 500.0, [20.0]).dtype == dtype
+    assert band_power(x.to(dtype), 500.0, [(4.0, 8.0)]).dtype == dtype
+
+
+def test_spectrogram_spec_reports_reflect_padding_on_too_short_input():
+    node = Spectrogram(window_length=0.5, hop_length=0.1, pad_mode="reflect")
+    with pytest.raises(SpecError, match="reflect padding"):
+        Pipeline([node])(torch.randn(1, 2, 100), sampling_rate=500.0)

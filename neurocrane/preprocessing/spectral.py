@@ -140,6 +140,7 @@ def compute_spectrogram(
         torch.Size([32, 128, 129, 16])
     """
     x, was_unbatched = batched(neural_data, "compute_spectrogram")
+    x = _work_dtype(x)
     if not (isinstance(window_size, int) and window_size >= 2):
         raise InputError(f"compute_spectrogram: window_size must be an integer >= 2 samples; got {window_size!r}.")
     if not (isinstance(hop_length, int) and hop_length >= 1):
@@ -179,7 +180,7 @@ def compute_spectrogram(
         raise InputError(f"compute_spectrogram: output must be 'magnitude' or 'power'; got {output!r}.")
     if log:
         values = torch.log(values + log_eps)
-    values = values.transpose(-1, -2)
+    values = values.transpose(-1, -2).to(neural_data.dtype)
     return values.squeeze(0) if was_unbatched else values
 
 
@@ -258,6 +259,10 @@ class Spectrogram(Transform):
         n = spec.n_times
         frames = None
         if n is not None:
+            if self.center and self.pad_mode == "reflect" and n <= win // 2:
+                problems.append(
+                    f"reflect padding of {win // 2} samples needs more than {win // 2} samples of data; got {n}."
+                )
             length = n + (2 * (win // 2) if self.center else 0)
             if self.pad_end:
                 length += (-(length - win) % hop) % win
