@@ -249,7 +249,7 @@ def robust_normalize(
     Example:
         >>> x = torch.randn(4, 16, 1000) * 3 + 1
         >>> y = robust_normalize(x)
-        >>> float(y.median(dim=-1).values.abs().max()) < 1e-3
+        >>> float(y.quantile(0.5, dim=-1).abs().max()) < 1e-5  # each channel's median is now 0
         True
     """
     op = "robust_normalize"
