@@ -633,8 +633,8 @@ def _write_session(
     """
 
     def checked(meta: dict[str, Any]) -> dict[str, Any]:
-        Recording(shape=shape, array=np.empty((0, 0), np.float32), **_meta_kwargs(meta))
-        return meta
+        # validated and normalized to JSON types (numpy bools, tuples, ...) by a metadata-only Recording
+        return Recording(shape=shape, array=np.empty((0, 0), np.float32), **_meta_kwargs(meta)).metadata()
 
     _check_target(path, overwrite)
     if not callable(meta):
