@@ -142,3 +142,20 @@ def test_collator_pickles_and_composes():
     a = sample(["A1", "A2"], fill=float("nan"))
     out = collator([a, sample(["A1", "A2"])])
     assert out["n_replaced"] == 32 and torch.isfinite(out["neural_data"]).all()
+
+
+def test_basic_preprocessor_copy_vs_inplace():
+    x = torch.ones(2, 2, 5)
+    x[0, 0, 0] = float("nan")
+    mask = torch.tensor([[True, False], [True, True]])
+    out = BasicPreprocessor()({"neural_data": x, "channel_mask": mask})["neural_data"]
+    assert torch.isnan(x[0, 0, 0]) and x[0, 1].eq(1).all()  # the caller's tensor is untouched
+    assert out[0, 0, 0] == 0 and out[0, 1].eq(0).all()
+    same = BasicPreprocessor(inplace=True)({"neural_data": x, "channel_mask": mask})["neural_data"]
+    assert same.data_ptr() == x.data_ptr() and torch.equal(same, out)
+
+
+def test_basic_preprocessor_large_finite_values_are_not_counted():
+    x = torch.full((1, 2, 4), 3e38)  # the fast check's sum overflows; the exact count finds nothing
+    out = BasicPreprocessor()({"neural_data": x})
+    assert out["n_replaced"] == 0 and torch.equal(out["neural_data"], x)

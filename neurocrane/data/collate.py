@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from neurocrane.batch import NeuralBatch
 from neurocrane.errors import InputError
@@ -99,7 +100,9 @@ def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     union = names[0] if homogeneous else tuple(dict.fromkeys(c for n in names for c in n))
     B, C, T = len(samples), len(union), datas[0].shape[1]
     if homogeneous:
-        signals = torch.stack(datas)
+        # default_collate stacks into shared memory inside a worker, so sending the batch to
+        # the main process costs no extra copy; it also transposes time-major views in one pass.
+        signals = default_collate(datas)
         present = torch.ones(B, C, dtype=torch.bool)
         columns = [torch.arange(C)] * B
     else:

@@ -278,7 +278,8 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
             raise InputError(f"val_split must be in [0, 1); got {val_split!r}.")
         if int(num_workers) != num_workers or num_workers < 0:
             raise InputError(f"num_workers must be a non-negative int; got {num_workers!r}.")
-        self.basic_preprocessor = BasicPreprocessor()
+        # in place: it only ever sees tensors its own collate just built
+        self.basic_preprocessor = BasicPreprocessor(inplace=True)
         if isinstance(pipeline, Mapping):
             from neurocrane.pipeline import Pipeline
 

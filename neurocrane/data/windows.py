@@ -8,7 +8,8 @@ Two ways to place windows:
   starting ``offset`` seconds from its onset, labelled with the event's class.
 
 Each sample is a dict (see :func:`~neurocrane.data.collate.collate_windows` for the batch):
-``neural_data`` float32 (C, T) tensor, ``labels`` int, ``subject_id``, ``session_id``,
+``neural_data`` float32 (C, T) tensor (for float32 recordings a transposed view of a time-major
+copy; call ``.contiguous()`` if you need (C, T) memory order), ``labels`` int, ``subject_id``, ``session_id``,
 ``channel_names``, ``channel_positions`` (C, 3) tensor or None, ``channel_mask`` (C,) bool tensor
 (False for bad channels), ``sampling_rate``, ``start`` (first sample in the recording) and
 ``applied`` (fingerprints of pipeline parts already applied to the recording, so batches are
@@ -221,7 +222,13 @@ class WindowDataset(Dataset):
         if not -n <= i < n:
             raise IndexError(f"window {index} out of range for a dataset of {n} windows.")
         start = int(self.starts[i])
-        data = torch.from_numpy(self.recording.read(start, start + self.window_samples))
+        stop = start + self.window_samples
+        if self.recording.storage_dtype == "float32":
+            # One plain copy of the time-major block; the (C, T) view is transposed once, by
+            # collate, straight into the batch (in shared memory inside DataLoader workers).
+            data = torch.from_numpy(np.array(self.recording.read_raw(start, stop))).t()
+        else:
+            data = torch.from_numpy(self.recording.read(start, stop))  # int16: scaled on read
         return {
             "neural_data": data,
             "labels": int(self.labels[i]),

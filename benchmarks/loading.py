@@ -1,0 +1,110 @@
+"""Windows per second through the data pipeline vs a plain read of the same bytes.
+
+Peer: for every window the loader delivers, copy the same (time, channels) block out of the
+recording's memory map with NumPy (``np.array(memmap[start:stop])``), in the main process.
+Measured: an ``iEEGDataModule`` train loader (session batching, 2 workers, BasicPreprocessor)
+iterated for one epoch. Both run in one process on the same corpus, after a warm-up pass so
+both read from the page cache; each is repeated and the best time is kept. The ratio
+(loader rate / plain-read rate) is what this benchmark reports; the target is >= 0.8. A second
+line runs the same loader with 0 workers, which separates the cost of our per-window work
+(copy + transpose to (channels, time) + clean-up) from the cost of DataLoader worker IPC (each
+batch is built in fresh shared memory, whose page faults dominate on some virtual machines).
+
+Usage:
+    python benchmarks/loading.py [--channels 64] [--rate 1024] [--seconds 120] [--sessions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurocrane.data.datamodule import iEEGDataModule
+from neurocrane.data.recording import Recording, write_recording
+
+
+def make_corpus(root: Path, sessions: int, channels: int, rate: float, seconds: float) -> None:
+    rng = np.random.default_rng(0)
+    for k in range(sessions):
+        x = rng.standard_normal((channels, int(rate * seconds)), dtype=np.float32)
+        rec = Recording.from_array(x, rate, [f"C{c}" for c in range(channels)], subject_id=f"sub-{k % 2 + 1:02d}",
+                                   session_id=f"ses-{k + 1:02d}")
+        write_recording(root / f"sub-{k % 2 + 1:02d}" / f"ses-{k + 1:02d}", rec)
+
+
+def loader_epoch(dm: iEEGDataModule, loader) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    n = 0
+    for batch in loader:
+        n += batch["neural_data"].shape[0]
+    return n, time.perf_counter() - t0
+
+
+def plain_epoch(dm: iEEGDataModule, batches: list[list[int]]) -> tuple[int, float]:
+    datasets = dm.train_dataset.datasets
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in datasets])])
+    t0 = time.perf_counter()
+    n = 0
+    for batch in batches:
+        for i in batch:
+            k = int(np.searchsorted(offsets, i, side="right") - 1)
+            ds = datasets[k]
+            start = int(ds.starts[i - offsets[k]])
+            block = np.array(ds.recording.read_raw(start, start + ds.window_samples))  # the same bytes, copied
+            n += block.shape[0] > 0
+    return n, time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=1024.0)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--context", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_corpus(root, args.sessions, args.channels, args.rate, args.seconds)
+        (root / "trials.csv").write_text("subject,session\nsub-01,*\nsub-02,*\n")
+        rates = {}
+        for workers in (args.workers, 0):
+            dm = iEEGDataModule(root / "trials.csv", context_length=args.context, batch_size=args.batch_size,
+                                num_workers=workers, val_split=0.0, data_root_dir=root, drop_last=False)
+            dm.setup("fit")
+            loader = dm.train_dataloader()  # persistent workers: started once, reused every epoch
+            batches = list(loader.batch_sampler)
+            loader_epoch(dm, loader)
+            plain_epoch(dm, batches)  # warm-up: both read from the page cache afterwards
+            best_loader = best_plain = float("inf")
+            for _ in range(args.repeats):
+                n_loader, t = loader_epoch(dm, loader)
+                best_loader = min(best_loader, t)
+                n_plain, t = plain_epoch(dm, batches)
+                best_plain = min(best_plain, t)
+                assert n_loader == n_plain, (n_loader, n_plain)
+            rates[workers] = (n_loader / best_loader, n_plain / best_plain)
+            del loader
+        win_bytes = args.channels * int(round(args.context * args.rate)) * 4
+        print(f"corpus: {args.sessions} sessions x {args.channels} ch x {args.seconds:g} s at {args.rate:g} Hz; "
+              f"{n_loader} windows of {args.context:g} s ({win_bytes / 2**20:.2f} MiB each), batch {args.batch_size}")
+        for workers, (loader_rate, plain_rate) in rates.items():
+            where = f"{workers} workers" if workers else "main process, 0 workers"
+            print(f"  plain memmap read:                     {plain_rate:9.1f} windows/s ({plain_rate * win_bytes / 2**20:6.0f} MiB/s)")
+            print(f"  DataLoader ({where}): {loader_rate:9.1f} windows/s ({loader_rate * win_bytes / 2**20:6.0f} MiB/s)"
+                  f"  ratio {loader_rate / plain_rate:.2f}")
+        loader_rate, plain_rate = rates[args.workers]
+        print(f"ratio loader ({args.workers} workers) / plain read: {loader_rate / plain_rate:.2f}  (target >= 0.80)")
+
+
+if __name__ == "__main__":
+    main()
