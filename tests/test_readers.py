@@ -7,14 +7,13 @@ import json
 import warnings
 from pathlib import Path
 
+import mne
+import mne_bids
 import numpy as np
 import pytest
 
-mne = pytest.importorskip("mne")
-mne_bids = pytest.importorskip("mne_bids")
-
-from neurocrane.data import RecordingIndex, RecordingNotFoundError, open_recording  # noqa: E402
-from neurocrane.data.readers import (  # noqa: E402
+from neurocrane.data import RecordingIndex, RecordingNotFoundError, open_recording
+from neurocrane.data.readers import (
     MissingDependencyError,
     _require,
     convert_bids,
@@ -22,7 +21,7 @@ from neurocrane.data.readers import (  # noqa: E402
     read_raw_file,
     recording_from_raw,
 )
-from neurocrane.errors import InputError  # noqa: E402
+from neurocrane.errors import InputError
 
 FS = 256.0
 NAMES = ["LA1", "LA2", "LA3", "RH1", "RH2"]
