@@ -35,8 +35,11 @@ _LAZY_EXPORTS = {
     "BaseModel": "neurocrane.models",
     "CraneConfig": "neurocrane.models",
     "models": "neurocrane.models",
+    "LightningModule": "neurocrane.training",
+    "train": "neurocrane.training",
+    "training": "neurocrane.training",
 }
-__all__ += ["BaseModel", "CraneConfig", "models"]
+__all__ += ["BaseModel", "CraneConfig", "models", "LightningModule", "train", "training"]
 
 
 def __getattr__(name: str):

@@ -426,6 +426,7 @@ def check_compatibility(model: torch.nn.Module, datamodule: pl.LightningDataModu
         "channel_names": list(batch.get("channel_names") or []),
     }
     summary["input_spec"] = SignalSpec(shape=(None, None, n_times), sampling_rate=rate)
+    data_spec = SignalSpec(shape=(None, summary["n_channels"], n_times), sampling_rate=rate)
     config = getattr(model, "config", None)
     expected = getattr(config, "sampling_rate", None)
     pipeline = model.preprocess_pipeline
@@ -454,7 +455,7 @@ def check_compatibility(model: torch.nn.Module, datamodule: pl.LightningDataModu
             f"model, pipeline and data do not fit (checked on the first training batch: {tuple(x.shape)} at "
             f"{rate} Hz, {summary['n_channels']} channels): {err}{notes}\nChange the pipeline (pipeline=...), "
             "the model config (model.config....) or the data (data....) so they agree; "
-            f"`neurocrane describe` shows what each pipeline step expects. Pipeline now:\n{pipeline.describe()}"
+            f"`neurocrane describe` shows what each pipeline step expects. Pipeline now:\n{_describe_safely(pipeline, data_spec)}"
         ) from err
     if not isinstance(outputs, Mapping) or outputs.get("loss") is None:
         keys = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
@@ -469,6 +470,13 @@ def check_compatibility(model: torch.nn.Module, datamodule: pl.LightningDataModu
             )
         )
     return summary
+
+
+def _describe_safely(pipeline: Pipeline, spec: Any) -> str:
+    try:
+        return pipeline.describe(spec)
+    except NeuroCraneError:
+        return pipeline.describe()
 
 
 # -- trainer pieces --------------------------------------------------------------------------
