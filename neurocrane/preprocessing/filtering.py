@@ -16,8 +16,8 @@ Design and application:
     the response :func:`scipy.signal.filtfilt` converges to (forward-backward filtering: the
     order is effectively doubled and a Butterworth cutoff sits at -6 dB, not -3 dB). The signal
     is extended at both ends by an odd reflection (``2 x[0] - x[k]``, scipy's
-    ``padtype="odd"``) as long as the filter's impulse response (until its remaining energy is
-    below 1e-8 of the total), but at most half the signal length per side, so the circular
+    ``padtype="odd"``) as long as the filter's impulse response (until the remaining sum of
+    ``|h|`` is below 1e-3 of the total), but at most half the signal length per side, so the circular
     wrap-around of the FFT lands where the impulse response has decayed. On whole recordings
     (the intended use, see ``min_duration``) the padding is the full impulse response and the
     output matches ``filtfilt`` away from the first/last impulse-response length; on windows
@@ -26,7 +26,7 @@ Design and application:
     keeps the FFT at most about twice the signal length).
   - ``phase="causal"`` is one forward pass, as :func:`scipy.signal.sosfilt` / ``lfilter``
     with zero initial state: the signal is convolved with the filter's impulse response,
-    truncated where its energy has decayed below 1e-12 of the total (or to the signal length,
+    truncated where the remaining sum of ``|h|`` is below 1e-8 of the total (or to the signal length,
     which is exact), with enough zero padding that nothing wraps around.
 
 * Designed filters, impulse-response lengths and frequency responses are cached per (sampling
@@ -68,16 +68,18 @@ __all__ = [
 
 Phase = Literal["zero", "causal"]
 
-#: Tail energy (fraction of the total) of the impulse response beyond the zero-phase padding:
-#: what wraps around the FFT is about 1e-4 of the signal, and only reaches the edge samples.
-_PAD_TOL = 1e-8
-#: Tail energy fraction of the impulse response cut off by the causal kernel (which reaches
-#: every sample): amplitude errors of about 1e-6 of the signal.
-_CAUSAL_TOL = 1e-12
+# Impulse-response lengths are measured by the L1 norm of the tail: beyond sample k, the filter
+# can add at most max|x| * sum_{j >= k} |h[j]| to an output. (An energy criterion would call a
+# high-pass short: its long, small tail holds little energy but carries the whole DC rejection.)
+#: Tail fraction beyond the zero-phase padding: what wraps around the FFT is about 1e-3 of the
+#: jump at the wrap point, and only reaches the edge samples.
+_PAD_TOL = 1e-3
+#: Tail fraction cut off by the causal kernel (which reaches every sample).
+_CAUSAL_TOL = 1e-8
 #: Zero-phase padding per side is at most this fraction of the signal length.
 _MAX_PAD_FRACTION = 0.5
-#: Tail energy fraction used for :meth:`Transform.min_duration` (the settling time).
-_SETTLE_TOL = 1e-3
+#: Tail fraction used for :meth:`Transform.min_duration` (the settling time).
+_SETTLE_TOL = 1e-2
 #: Longest impulse response simulated (samples); longer filters are treated as this long.
 _MAX_IMPULSE = 1 << 22
 #: Largest up/down factor accepted by :func:`resample`.
@@ -152,11 +154,11 @@ def _impulse_response(key: _Key, length: int) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def _decay_samples(key: _Key, tol: float) -> int:
-    """Samples after which the impulse response's remaining energy is below ``tol`` of its total."""
+    """Samples after which the impulse response's remaining L1 mass is below ``tol`` of its total."""
     n = 1024
     while True:
         h = _impulse_response(key, n)
-        tail = np.cumsum((h * h)[::-1])[::-1]  # tail[k] = energy from sample k on
+        tail = np.cumsum(np.abs(h)[::-1])[::-1]  # tail[k] = sum of |h| from sample k on
         if tail[n // 2] <= tol * tail[0] or n >= _MAX_IMPULSE:
             return max(1, int(np.argmax(tail <= tol * tail[0])) or n)
         n *= 2
