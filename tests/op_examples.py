@@ -68,4 +68,9 @@ EXAMPLES: dict[str, list[dict]] = {
     "trim": [{"frames": 10}, {"seconds": 0.25}],
     "nan_to_num": [{"nan": -1.0, "posinf": 1e6, "neginf": -1e6}],
     "permute_axes": [{"axes": ["batch", "channel", "time", "freq"]}],
+    "bandpass": [{"low": 70.0, "high": 250.0, "order": 5, "phase": "causal"}],
+    "highpass": [{"cutoff": 0.5, "order": 2, "phase": "causal"}],
+    "lowpass": [{"cutoff": 200.0, "order": 6, "phase": "causal"}],
+    "notch": [{"line_freq": 60.0, "n_harmonics": 5, "quality": 12.0, "phase": "causal"}, {"freqs": [60.0, 120.0]}],
+    "resample": [{"new_rate": 500.0, "kaiser_beta": 8.0}],
 }
