@@ -249,12 +249,15 @@ class WindowBenchmarkData:
             np.concatenate(self._starts) + self.context_length,
             np.concatenate(self._labels),
         )
-        if task == "classification":
-            ids = check_class_labels(self.table.label, "benchmark labels")
-            self.n_classes = int(ids.max()) + 1 if self.label_map is None else max(self.label_map.values()) + 1
-        else:
-            check_regression_targets(self.table.label, "benchmark targets")
-            self.n_classes = 1
+        try:
+            if task == "classification":
+                ids = check_class_labels(self.table.label, "benchmark labels")
+                self.n_classes = int(ids.max()) + 1 if self.label_map is None else max(self.label_map.values()) + 1
+            else:
+                check_regression_targets(self.table.label, "benchmark targets")
+                self.n_classes = 1
+        except InputError as err:
+            raise BenchmarkError(f"labels do not suit a {task} benchmark: {err}") from err
         self.split_kind, self.k = split, k
         self.split_kwargs = dict(split_kwargs or {})
         try:

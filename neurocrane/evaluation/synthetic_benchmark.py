@@ -111,6 +111,7 @@ class SyntheticEventBenchmark(WindowBenchmark):
         shuffle_labels: Permute labels within each session (the chance-level control).
         requires_finetuning: Default protocol of :meth:`evaluate`.
         batch_size: Windows per batch.
+        corpus_kwargs: Other generator arguments (``event_interval_s``, ``nan_gap_probability``, ...).
         **kwargs: :class:`WindowBenchmark` options (``protocols``, ``probe``, ``pool``,
             ``feature_key``, ``finetune_config``, ``seed``, ``cache_dir``).
 
@@ -144,12 +145,13 @@ class SyntheticEventBenchmark(WindowBenchmark):
         shuffle_labels: bool = False,
         requires_finetuning: bool = False,
         batch_size: int = 32,
+        corpus_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
         if task not in ("binary", "multiclass"):
             raise BenchmarkError(f"SyntheticEventBenchmark task must be 'binary' or 'multiclass'; got {task!r}.")
         corpus = dict(duration_s=duration_s, sampling_rate=sampling_rate, line_freq=line_freq, hg_snr=hg_snr,
-                      event_labels=tuple(event_labels), seed=corpus_seed)
+                      event_labels=tuple(event_labels), seed=corpus_seed, **dict(corpus_kwargs or {}))
         if root is not None:
             index = make_synthetic_corpus(root, n_subjects=n_subjects, sessions_per_subject=sessions_per_subject, **corpus)
             recordings = list(index)
