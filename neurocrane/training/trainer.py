@@ -614,6 +614,7 @@ def train(
     if not _has_val_data(datamodule):
         _without_val_monitors(cfg)
     pl.seed_everything(seed, workers=True)  # the check above drew random numbers
+    model.train()  # from_pretrained returns eval mode, and Lightning keeps a module's mode
 
     module = LightningModule(model, cfg.get("optimizer"), cfg.get("scheduler"))
     all_callbacks = _build_callbacks(cfg) + list(callbacks)
