@@ -20,7 +20,8 @@ from neurocrane.models import BaseModel, SpectralModel, SpectralModelConfig
 from neurocrane.pipeline import Pipeline
 from neurocrane.preprocessing import Notch, Spectrogram
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:.*LeafSpec")]
 
 CORPUS = {"nan_gap_probability": 0.0}
 
