@@ -123,6 +123,8 @@ def _model_input_spec(path: object) -> object:
 
 register_command("train", _train, "train a model: neurocrane train [hydra overrides] (try --help)")
 register_command("describe", _describe, "print the pipeline of a pipeline file, model folder or Hub repo id")
+register_command("evaluate", lambda argv: __import__("neurocrane.evaluation.cli", fromlist=["main"]).main(argv),
+                 "evaluate a model on benchmarks: neurocrane evaluate MODEL_PATH_OR_REPO [overrides]")
 
 
 def _usage() -> str:

@@ -164,3 +164,17 @@ def test_linear_probe_matches_sklearn():
     assert chosen.chosen == max(chosen.val_scores, key=chosen.val_scores.get)
     with pytest.raises(Exception, match="integer class ids"):
         LinearProbe("classification").fit(x, t)
+
+
+def test_cli_evaluate_writes_results(tmp_path, capsys):
+    from neurocrane.cli import main
+
+    model().save_pretrained(tmp_path / "model")
+    code = main(["evaluate", str(tmp_path / "model"), "benchmark.n_subjects=1", "benchmark.duration_s=40",
+                 "benchmark.k=null", "progress=false", f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"])
+    assert code == 0
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.json", "results.md", "results.png"}
+    assert "linear_probe" in capsys.readouterr().out
+    assert EvaluationResults.load(tmp_path / "out" / "results.json").keys()[0][2] == "linear_probe"
+    assert main(["evaluate", str(tmp_path / "model"), "benchmark.n_subjectz=1"]) == 2  # unknown key: clear error
+    assert "n_subjectz" in capsys.readouterr().err
