@@ -40,6 +40,8 @@ def _run(cfg: Any) -> None:
     except NeuroCraneError as err:
         print(f"{_PROG}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if result.global_rank != 0:
+        return
     print(f"exported model: {result.export_dir}")
     print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items())))
 

@@ -89,6 +89,7 @@ class TrainResult:
         last_checkpoint: The last Lightning checkpoint (what ``resume=True`` continues from).
         global_step: Optimizer steps taken in total (including before a resume).
         pipeline_fingerprint: Fingerprint of the model's pipeline.
+        global_rank: Rank of this process (0 unless distributed).
     """
 
     export_dir: Path | None
@@ -99,6 +100,7 @@ class TrainResult:
     last_checkpoint: str | None = None
     global_step: int = 0
     pipeline_fingerprint: str | None = None
+    global_rank: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Any]:
@@ -658,6 +660,7 @@ def train(
         last_checkpoint=(checkpoint.last_model_path or None) if checkpoint else None,
         global_step=int(trainer.global_step),
         pipeline_fingerprint=pipeline.fingerprint,
+        global_rank=int(trainer.global_rank),
         extra={"data": {k: v for k, v in data_summary.items() if k != "input_spec"}},
     )
 
