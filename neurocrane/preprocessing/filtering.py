@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from neurocrane.batch import TIME_AXES, NeuralBatch, SignalSpec
 from neurocrane.errors import InputError, SpecError
 from neurocrane.pipeline.transform import Transform
+from neurocrane.preprocessing import _fft
 from neurocrane.preprocessing._tensor import batched, require_axes, require_rate, unbatched
 
 __all__ = [
@@ -243,18 +244,18 @@ def _apply_iir(x: torch.Tensor, key: _Key, phase: Phase) -> torch.Tensor:
         n_fft = _zero_phase_fft_len(n, _decay_samples(key, _PAD_TOL))
         left = (n_fft - n) // 2
         ext = _odd_extend(xw, left, n_fft - n - left)
-        spectrum = torch.fft.rfft(ext, dim=-1)
+        spectrum = _fft.rfft(ext, dim=-1)
         spectrum *= _response(key, n_fft, phase, 0, str(x.device), dtype)
-        y = torch.fft.irfft(spectrum, n=n_fft, dim=-1)[..., left : left + n]
+        y = _fft.irfft(spectrum, n=n_fft, dim=-1)[..., left : left + n]
     else:
         # Only the first n samples of the impulse response reach the n outputs: truncating there
         # is exact, so long filters on short signals still match sosfilt.
         kernel_len = min(_decay_samples(key, _CAUSAL_TOL), n)
         n_fft = scipy.fft.next_fast_len(n + kernel_len - 1, real=True)
         response = _response(key, n_fft, phase, kernel_len, str(x.device), dtype)
-        spectrum = torch.fft.rfft(xw, n=n_fft, dim=-1)
+        spectrum = _fft.rfft(xw, n=n_fft, dim=-1)
         spectrum *= response
-        y = torch.fft.irfft(spectrum, n=n_fft, dim=-1)[..., :n]
+        y = _fft.irfft(spectrum, n=n_fft, dim=-1)[..., :n]
     return y.to(x.dtype).contiguous()
 
 

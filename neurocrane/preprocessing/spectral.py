@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from neurocrane.batch import SPECTRAL_AXES, TIME_AXES, NeuralBatch, SignalSpec
 from neurocrane.errors import InputError, SpecError
 from neurocrane.pipeline.transform import Transform
+from neurocrane.preprocessing import _fft
 from neurocrane.preprocessing._tensor import (
     batched,
     require_axes,
@@ -171,11 +172,11 @@ def compute_spectrogram(
     if scale_by_window:
         win = win / win.sum()
     frames = x.unfold(-1, window_size, hop_length) * win  # (B, C, frames, window)
-    spectrum = torch.fft.rfft(frames, n=n_fft, dim=-1)[..., start:stop]
+    spectrum = _fft.rfft(frames, n=n_fft, dim=-1)[..., start:stop]
     if output == "power":
         values = spectrum.real.square() + spectrum.imag.square()
     elif output == "magnitude":
-        values = spectrum.abs()
+        values = _fft.magnitude(spectrum)
     else:
         raise InputError(f"compute_spectrogram: output must be 'magnitude' or 'power'; got {output!r}.")
     if log:
