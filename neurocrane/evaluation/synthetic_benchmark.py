@@ -100,8 +100,8 @@ class SyntheticEventBenchmark(WindowBenchmark):
     Args:
         name: Benchmark name.
         task: ``"binary"`` (event vs rest) or ``"multiclass"`` (rest and each event label).
-        n_subjects, sessions_per_subject, duration_s, sampling_rate, line_freq, hg_snr,
-            event_labels, corpus_seed: Corpus generation (see
+        n_subjects, sessions_per_subject, duration_s, sampling_rate, line_freq, hg_snr, event_labels, corpus_seed:
+            Corpus generation (see
             :func:`~neurocrane.data.synthetic.make_synthetic_recording`).
         root: Write the corpus there (memory-mapped, reused on reruns); ``None`` keeps it in
             memory.
