@@ -60,11 +60,48 @@ class Montage:
             self._on_device[key] = w
         return w
 
+    def _slots(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For a sparse matrix (each output uses few inputs): per output row, the indices of its
+        K non-zero inputs and their weights, padded to (channels_out, K); ``None`` when dense."""
+        key = ("slots", str(device), dtype)
+        if key not in self._on_device:
+            support = self.weights != 0
+            k = int(support.sum(dim=1).max()) if support.numel() else 0
+            slots = None
+            if 0 < k and 4 * k <= self.weights.shape[1]:
+                idx = torch.zeros(self.weights.shape[0], k, dtype=torch.long)
+                w = torch.zeros(self.weights.shape[0], k, dtype=torch.float64)
+                for row in range(self.weights.shape[0]):
+                    cols = support[row].nonzero().flatten()
+                    idx[row, : len(cols)] = cols
+                    w[row, : len(cols)] = self.weights[row, cols]
+                slots = (idx.to(device), w.to(device=device, dtype=dtype))
+            self._on_device[key] = slots
+        return self._on_device[key]
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Mix the channel axis (dim 1) of ``x`` (batch, channels, ...) with one einsum."""
+        """Mix the channel axis (dim 1) of ``x`` (batch, channels, ...).
+
+        Dense matrices (and anything that needs gradients) run as one einsum. Sparse ones (a
+        Laplacian uses 2-3 inputs per output) gather K rows per output from each sample instead
+        of multiplying by a mostly-zero (channels x channels) matrix: a few contiguous memory
+        passes, with no Python loop over electrodes (only over the K slots and the batch).
+        """
         if x.shape[1] != len(self.input_names):
             raise InputError(f"montage expects {len(self.input_names)} channels on axis 1; got shape {tuple(x.shape)}.")
-        return torch.einsum("oc,bc...->bo...", self.weights_for(x.device, x.dtype), x)
+        slots = self._slots(x.device, x.dtype)
+        if slots is None or (x.requires_grad and torch.is_grad_enabled()):
+            return torch.einsum("oc,bc...->bo...", self.weights_for(x.device, x.dtype), x)
+        idx, w = slots
+        wshape = (-1,) + (1,) * (x.ndim - 2)
+        weights = [w[:, k].reshape(wshape) for k in range(idx.shape[1])]
+        out = x.new_empty((x.shape[0], idx.shape[0], *x.shape[2:]))
+        for b in range(x.shape[0]):
+            xb, ob = x[b], out[b]
+            torch.mul(xb[idx[:, 0]], weights[0], out=ob)
+            for k in range(1, idx.shape[1]):
+                ob.addcmul_(xb[idx[:, k]], weights[k])
+        return out
 
     def output_positions(self, positions: torch.Tensor | None) -> torch.Tensor | None:
         """Positions (channels_out, 3) of the outputs, or ``None``."""
