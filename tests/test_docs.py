@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 FILE_TIMEOUT_S = 300
 
-_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
 _SKIP = re.compile(r"^\s*<!--\s*skip\b.*-->\s*$")
 _SETUP_OPEN = re.compile(r"^\s*<!--\s*setup\b(?P<rest>.*)$")
 
@@ -78,7 +78,7 @@ def extract_blocks(text: str) -> tuple[list[Block], int]:
             marker = fence.group("fence")
             info = fence.group("info").lower()
             body, j = [], i + 1
-            close = re.compile(rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}\s*$")
+            close = re.compile(rf"^ *{re.escape(marker[0])}{{{len(marker)},}}\s*$")
             while j < len(lines) and not close.match(lines[j]):
                 body.append(lines[j])
                 j += 1
@@ -174,7 +174,7 @@ def test_extract_blocks_follows_the_convention():
     assert [b.kind for b in blocks] == ["python", "setup", "python", "python"]
     assert [b.code.strip() for b in blocks] == ["a = 1", "b = a + 1", "c = b + 1", "d = c + 1"]
     assert skipped == 1
-    assert [b.line for b in blocks] == [4, 18, 24, 28]
+    assert [b.line for b in blocks] == [4, 17, 23, 27]  # first line of each block's code
     namespace: dict = {}
     for b in blocks:
         exec(b.code, namespace)  # noqa: S102
