@@ -14,6 +14,10 @@ Convention for code blocks in Markdown files (README.md and every docs/*.md):
 * An HTML comment opening with ``<!-- setup`` holds Python that runs at that point but is not
   rendered: preparation the reader does not need to see (e.g. writing a demo file).
 
+Shell blocks of README.md and the getting-started page are not run (they install packages or
+are the test suite itself); a test checks that the make targets, pip extras, CLI subcommands
+and Hydra config options they name exist.
+
 Run one file by hand: ``python -m tests.test_docs docs/pipelines.md``.
 """
 
@@ -203,6 +207,41 @@ def test_readme_and_getting_started_have_code_that_runs():
         assert len([b for b in blocks if b.kind == "python"]) >= minimum, name
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make demo" in readme and "make test" in readme
+
+
+def _shell_blocks(text: str) -> list[str]:
+    return re.findall(r"^```(?:bash|sh|shell)\n(.*?)^```", text, flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/getting-started.md"])
+def test_shell_commands_refer_to_things_that_exist(name):
+    """Shell blocks are not run (they install packages or are the test suite itself), so check
+    what they name instead: make targets, pip extras, CLI subcommands and Hydra config options."""
+    import tomllib
+
+    from neurocrane.cli import COMMANDS
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    conf = ROOT / "neurocrane" / "conf"
+    checked = 0
+    for block in _shell_blocks((ROOT / name).read_text(encoding="utf-8")):
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            for target in re.findall(r"^make (\w+)", command):
+                assert re.search(rf"^{target}:", makefile, flags=re.M), f"{name}: no make target {target!r}"
+                checked += 1
+            for extra in re.findall(r'pip install -e "\.\[(\w+)\]"', command):
+                assert extra in extras, f"{name}: no extra {extra!r} in pyproject.toml"
+                checked += 1
+            if command.startswith("neurocrane "):
+                assert command.split()[1] in COMMANDS, f"{name}: no subcommand in {command!r}"
+                checked += 1
+                for group, option in re.findall(r"\b(\w+)=(\w+)\b", command):
+                    if (conf / group).is_dir():
+                        assert (conf / group / f"{option}.yaml").is_file(), f"{name}: no config {group}={option}"
+                        checked += 1
+    assert checked >= 5
 
 
 # -- the site ---------------------------------------------------------------------------------
