@@ -56,13 +56,17 @@ def banner(text: str) -> None:
 
 def lab_a(out: Path, size: Size) -> tuple[Path, str]:
     """Pretrain on the synthetic corpus and share the export in the local Hub cache."""
-    from neurocrane import Pipeline
+    import torch
+
+    from neurocrane import Pipeline, SignalSpec
+    from neurocrane.data.synthetic import make_synthetic_recording
     from neurocrane.training import compose_config, train
     from neurocrane.utils.hub import save_to_hub_cache
 
     banner("Lab A: pretrain the reference SEEGTransformer with a declared pipeline, then share it")
     pipeline = Pipeline.load(PIPELINE_FILE)
-    print(f"pipeline file: {PIPELINE_FILE.relative_to(REPO_ROOT)} (fingerprint {pipeline.fingerprint})")
+    print(f"pipeline file: {PIPELINE_FILE.relative_to(REPO_ROOT)}")
+    print(pipeline.describe(SignalSpec(shape=(None, None, 1024), sampling_rate=512.0)))
     cfg = compose_config(
         [
             "experiment=pretrain_synthetic",
@@ -79,6 +83,15 @@ def lab_a(out: Path, size: Size) -> tuple[Path, str]:
     print(f"pretraining metrics: {json.dumps({k: round(v, 4) for k, v in result.metrics.items()})}")
     snapshot = save_to_hub_cache(result.export_dir, LAB_A_REPO)
     print(f"exported Hugging Face model: {result.export_dir}")
+    reloaded = Pipeline.from_pretrained(result.export_dir)
+    sample = make_synthetic_recording(subject=1, duration_s=4.0, sampling_rate=512.0, seed=5, nan_gap_probability=0.0)
+    x = torch.from_numpy(sample.read(0, 1024))[None]
+    same = torch.equal(pipeline(x, sampling_rate=512.0, channel_names=sample.channel_names),
+                       reloaded(x, sampling_rate=512.0, channel_names=sample.channel_names))
+    print(f"pipeline read back from the export's config.json: fingerprint {reloaded.fingerprint}, "
+          f"identical after reload: {'yes' if same and reloaded == pipeline else 'NO'}")
+    if not (same and reloaded == pipeline):
+        raise SystemExit("the exported pipeline differs from the declared one; this is a bug")
     print(f"shared as '{LAB_A_REPO}' in the local Hub cache: {snapshot}")
     return result.export_dir, result.pipeline_fingerprint
 
