@@ -151,38 +151,62 @@ def compute_spectrogram(
         raise InputError(f"compute_spectrogram: n_fft ({n_fft}) must be >= window_size ({window_size}).")
     if sampling_rate is None or not math.isfinite(sampling_rate) or sampling_rate <= 0:
         raise InputError(f"compute_spectrogram: sampling_rate must be a positive number of Hz; got {sampling_rate!r}.")
+    if output not in ("magnitude", "power"):
+        raise InputError(f"compute_spectrogram: output must be 'magnitude' or 'power'; got {output!r}.")
     start, stop, _ = spectrogram_frequencies(float(sampling_rate), n_fft, freq_range)
-    if center:
-        pad = window_size // 2
-        if pad_mode == "reflect" and x.shape[-1] <= pad:
-            raise InputError(
-                f"compute_spectrogram: reflect padding needs more than {pad} samples; got {x.shape[-1]}."
-            )
-        x = F.pad(x, (pad, pad), mode=pad_mode)
+    n = x.shape[-1]
+    left = right = window_size // 2 if center else 0
+    if center and pad_mode == "reflect" and n <= left:
+        raise InputError(f"compute_spectrogram: reflect padding needs more than {left} samples; got {n}.")
     if pad_end:
-        extra = (-(x.shape[-1] - window_size) % hop_length) % window_size
-        if extra:
-            x = F.pad(x, (0, extra))
-    if x.shape[-1] < window_size:
+        right += (-(n + left + right - window_size) % hop_length) % window_size
+    if n + left + right < window_size:
         raise InputError(
-            f"compute_spectrogram: signal of {x.shape[-1]} samples (after padding) is shorter than the "
+            f"compute_spectrogram: signal of {n + left + right} samples (after padding) is shorter than the "
             f"{window_size}-sample window."
         )
     win = _window(window, window_size, x.dtype, x.device)
     if scale_by_window:
         win = win / win.sum()
-    frames = x.unfold(-1, window_size, hop_length) * win  # (B, C, frames, window)
-    spectrum = _fft.rfft(frames, n=n_fft, dim=-1)[..., start:stop]
-    if output == "power":
-        values = spectrum.real.square() + spectrum.imag.square()
-    elif output == "magnitude":
-        values = _fft.magnitude(spectrum)
+    if _fft.use_fast_stft(x):
+        reflect = left if center and pad_mode == "reflect" else 0
+        values = _fft.stft_values(
+            x.reshape(-1, n), win, hop_length, n_fft, (start, stop), (left, right), reflect, output == "power"
+        )
+        values = values.reshape(*x.shape[:-1], *values.shape[-2:])
+        if log:
+            values = torch.log(values.add_(log_eps), out=values)
     else:
-        raise InputError(f"compute_spectrogram: output must be 'magnitude' or 'power'; got {output!r}.")
-    if log:
-        values = torch.log(values + log_eps)
-    values = values.transpose(-1, -2).to(neural_data.dtype)
+        values = _spectrogram_torch(x, win, hop_length, n_fft, (start, stop), (left, right), pad_mode, output)
+        if log:
+            values = torch.log(values + log_eps)
+        values = values.transpose(-1, -2)
+    values = values.to(neural_data.dtype)
     return values.squeeze(0) if was_unbatched else values
+
+
+def _spectrogram_torch(
+    x: torch.Tensor,
+    win: torch.Tensor,
+    hop_length: int,
+    n_fft: int,
+    bins: tuple[int, int],
+    pad: tuple[int, int],
+    pad_mode: str,
+    output: str,
+) -> torch.Tensor:
+    """Torch-only STFT values (B, C, frames, bins), for autograd and non-CPU devices."""
+    left, right = pad
+    center_pad = left  # equal on both sides; anything beyond it on the right is pad_end zeros
+    if center_pad:
+        x = F.pad(x, (center_pad, center_pad), mode=pad_mode)
+    if right > center_pad:
+        x = F.pad(x, (0, right - center_pad))
+    frames = x.unfold(-1, win.shape[0], hop_length) * win  # (B, C, frames, window)
+    spectrum = torch.fft.rfft(frames, n=n_fft, dim=-1)[..., bins[0] : bins[1]]
+    if output == "power":
+        return spectrum.real.square() + spectrum.imag.square()
+    return spectrum.abs()
 
 
 class Spectrogram(Transform):
