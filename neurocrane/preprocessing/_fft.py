@@ -1,10 +1,14 @@
-"""Real FFTs and complex magnitudes for the preprocessing ops.
+"""Real FFTs, complex magnitudes and the short-time Fourier transform for the preprocessing ops.
 
 On CPU tensors that need no gradient, SciPy's pocketfft (``scipy.fft``, run with torch's thread
-count) and NumPy's complex ``abs`` are several times faster than the torch CPU kernels of the
-same transforms (measured in ``benchmarks/ops.py``); everywhere else (CUDA, autograd) the
-torch functions are used. Results are torch tensors of the usual dtypes either way
-(float32 → complex64, float64 → complex128).
+count) and NumPy's complex ``abs`` are several times faster on whole large tensors than the
+torch CPU kernels of the same transforms (measured in ``benchmarks/ops.py``); everywhere else
+(CUDA, autograd) the torch functions are used. Results are torch tensors of the usual dtypes
+either way (float32 → complex64, float64 → complex128).
+
+:func:`stft_values` is the CPU spectrogram: it never builds the (overlapping) frames of the
+whole input, but pads, windows and transforms cache-sized units one after another on torch's
+threads. On such small cache-resident batches torch's MKL ``rfft`` is faster than pocketfft.
 """
 
 from __future__ import annotations

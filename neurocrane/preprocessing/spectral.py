@@ -7,9 +7,11 @@ entry, ``sampling_rate`` the rate of the new time axis); the Hilbert envelope st
 ``("batch", "channel", "time")``; band power gives ``("batch", "channel", "feature", "time")``
 (one ``feature`` per band) or ``("batch", "channel", "feature")`` when averaged over time.
 
-The spectrogram frames the signal with ``unfold`` and takes one batched real FFT, which
-reproduces ``scipy.signal.stft`` exactly (same framing, padding and window scaling) and, with
-``center=True, pad_mode="reflect"``, ``torch.stft(center=True)``.
+The spectrogram frames the signal like ``unfold`` and takes real FFTs of the windowed frames,
+which reproduces ``scipy.signal.stft`` exactly (same framing, padding and window scaling) and,
+with ``center=True, pad_mode="reflect"``, ``torch.stft(center=True)``. On CPU without autograd
+this runs in cache-sized units (:func:`neurocrane.preprocessing._fft.stft_values`); with
+autograd or on CUDA it is plain torch (``unfold`` + ``torch.fft.rfft``).
 """
 
 from __future__ import annotations
