@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
 
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from neurocrane.batch import NeuralBatch
-from neurocrane.data.collate import WindowCollator, collate_windows, to_neural_batch
+from neurocrane.data.collate import _POOL_FLAGS, WindowCollator, _BlockPool, collate_windows, to_neural_batch
 from neurocrane.data.preprocessing import BasicPreprocessor
+from neurocrane.data.recording import Recording
+from neurocrane.data.windows import WindowDataset
 from neurocrane.errors import InputDTypeError, InputError
 
 
@@ -159,3 +164,112 @@ def test_basic_preprocessor_large_finite_values_are_not_counted():
     x = torch.full((1, 2, 4), 3e38)  # the fast check's sum overflows; the exact count finds nothing
     out = BasicPreprocessor()({"neural_data": x})
     assert out["n_replaced"] == 0 and torch.equal(out["neural_data"], x)
+
+
+# -- time-major batches and the workers' shared-memory pool ----------------------------------
+
+def _windows(n_times=4000, n_channels=3):
+    x = np.random.default_rng(5).standard_normal((n_channels, n_times)).astype(np.float32)
+    x[1, 7] = np.nan
+    rec = Recording.from_array(x, 100.0, [f"A{i}" for i in range(n_channels)], bad_channels=["A2"])
+    return WindowDataset(rec, context_length=0.1)  # 10-sample windows
+
+
+class _Reporting(WindowCollator):
+    """Notes, in each batch, what the worker's pool looked like when the batch was built."""
+
+    def __call__(self, samples):
+        batch = super().__call__(samples)
+        pool = self._pool
+        ptr = batch["neural_data"].untyped_storage().data_ptr()
+        batch["pooled"] = pool is not None and any(b is not None and b.data_ptr() == ptr for b in pool.blocks)
+        batch["n_blocks"] = 0 if pool is None else len(pool.blocks)
+        return batch
+
+
+def _expected(ds, batch_size):
+    for i in range(0, len(ds), batch_size):
+        yield BasicPreprocessor(inplace=True)(collate_windows(ds.__getitems__(list(range(i, min(i + batch_size, len(ds)))))))
+
+
+def test_basic_preprocessor_masks_time_major_views_like_contiguous_batches():
+    base = torch.arange(2 * 6 * 3, dtype=torch.float32).reshape(2, 6, 3)
+    base[1, 2, 0] = float("inf")
+    mask = torch.tensor([[True, False, True], [True, True, False]])
+    view = base.clone().transpose(1, 2)
+    contiguous = view.contiguous()
+    copy = BasicPreprocessor()({"neural_data": view, "channel_mask": mask})
+    assert torch.isinf(view[1, 0, 2]) and view[0, 1].ne(0).all()  # the copy path leaves the input alone
+    inplace = BasicPreprocessor(inplace=True)({"neural_data": view, "channel_mask": mask})
+    reference = BasicPreprocessor()({"neural_data": contiguous, "channel_mask": mask})
+    for out in (copy, inplace):
+        assert torch.equal(out["neural_data"], reference["neural_data"]) and out["n_replaced"] == 1
+    assert inplace["neural_data"].data_ptr() == view.data_ptr()
+    assert reference["neural_data"][0, 1].eq(0).all() and reference["neural_data"][1, 2].eq(0).all()
+
+
+def test_reference_models_accept_time_major_views():
+    from tests.helpers_models import RATE, signals, tiny_spectral, tiny_transformer
+
+    x = signals(batch=2)
+    view = x.transpose(1, 2).contiguous().transpose(1, 2)  # same values, time-major memory
+    assert not view.is_contiguous()
+    for model in (tiny_transformer(), tiny_spectral()):
+        with torch.no_grad():
+            a = model(neural_data=x, sampling_rate=RATE)
+            b = model(neural_data=view, sampling_rate=RATE)
+        key = "logits" if "logits" in a else "hidden_states"
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_pool_size_must_be_a_non_negative_int():
+    with pytest.raises(InputError, match="pool_size"):
+        WindowCollator(pool_size=-1)
+    assert WindowCollator(pool_size=0).pool_size == 0
+
+
+def test_block_pool_reuses_only_released_blocks_and_drops_escaped_ones():
+    pool = _BlockPool(2)
+    a, slot_a = pool.take((2, 5, 3))
+    leased = pool.lease({"neural_data": a.transpose(1, 2)}, slot_a)
+    assert type(leased).__name__ == "_LeasedBatch" and pool.flags[slot_a] == 1
+    b, slot_b = pool.take((2, 5, 3))
+    assert slot_b != slot_a and b.data_ptr() != a.data_ptr()
+    c, slot_c = pool.take((2, 5, 3))  # both busy, pool full: a fresh block outside the pool
+    assert slot_c is None and c.is_shared()
+    plain = pool.lease({"neural_data": torch.zeros(2, 3, 5), "kept": b}, slot_b)  # block replaced
+    assert type(plain) is dict and pool.blocks[slot_b] is None and pool.flags[slot_b] == 0
+    d, slot_d = pool.take((4, 5, 3))  # the dropped slot gets a new block, never the escaped one
+    assert slot_d == slot_b and d.data_ptr() != b.data_ptr()
+    pool.flags[slot_a] = 0  # what the main process does when it frees the batch
+    e, slot_e = pool.take((1, 5, 3))
+    assert slot_e == slot_a and e.data_ptr() == a.data_ptr()
+
+
+def test_workers_reuse_pooled_blocks_when_batches_are_released():
+    ds = _windows()
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=_Reporting(BasicPreprocessor(inplace=True), pool_size=3))
+    n = 0
+    for got, want in zip(loader, _expected(ds, 16), strict=True):
+        assert type(got) is dict and got["pooled"] and 1 <= got["n_blocks"] <= 3
+        assert torch.equal(got["neural_data"], want["neural_data"]) and got["n_replaced"] == want["n_replaced"]
+        for key in ("channel_mask", "labels", "start"):
+            assert torch.equal(got[key], want[key])
+        n += 1
+        del got
+    assert n == 25  # 25 batches from at most 3 blocks per worker
+    gc.collect()
+    assert any(f[:3].tolist() == [0, 0, 0] for f in _POOL_FLAGS.values())  # all released again
+
+
+def test_batches_held_by_the_main_process_are_never_overwritten():
+    ds = _windows()
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=_Reporting(BasicPreprocessor(inplace=True), pool_size=2))
+    held = list(loader)  # far more batches alive at once than blocks in the pools
+    assert sum(b["pooled"] for b in held) <= 4 < len(held)
+    for got, want in zip(held, _expected(ds, 16), strict=True):
+        assert torch.equal(got["neural_data"], want["neural_data"])
+    off = list(DataLoader(ds, batch_size=16, num_workers=2, collate_fn=_Reporting(pool_size=0)))
+    assert len(off) == len(held) and not any(b["pooled"] or b["n_blocks"] for b in off)
+    raw = collate_windows(ds.__getitems__(list(range(16))))  # no preprocessor: the NaN is still there
+    torch.testing.assert_close(off[0]["neural_data"], raw["neural_data"], equal_nan=True, rtol=0, atol=0)

@@ -226,3 +226,23 @@ def test_set_epoch_fires_under_a_real_trainer(tmp_path, corpus):
         assert len(flat) == len(set(flat))
     assert {w for b in epochs[0] for w in b} == {w for b in epochs[1] for w in b}
     assert d.n_replaced > 0  # counted in the main process via on_after_batch_transfer
+
+
+def test_worker_batches_equal_main_process_batches_and_are_time_major(tmp_path, corpus):
+    from neurocrane.data.windows import ConcatWindowDataset
+
+    path = trials(tmp_path, ALL_CSV)
+    kw = dict(val_split=0.0, batch_strategy="random", batch_size=5, drop_last=False)
+    main, workers = dm(corpus, path, **kw), dm(corpus, path, num_workers=2, **kw)
+    for d in (main, workers):
+        d.setup()
+        assert isinstance(d.train_dataset, ConcatWindowDataset)
+    a, b = list(main.train_dataloader()), list(workers.train_dataloader())
+    assert len(a) == len(b) == len(main.train_dataloader().batch_sampler)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x["neural_data"], y["neural_data"]) and x["channel_names"] == y["channel_names"]
+        assert torch.equal(x["channel_mask"], y["channel_mask"]) and torch.equal(x["start"], y["start"])
+        assert x["session_id"] == y["session_id"] and x["n_replaced"] == y["n_replaced"]
+        for batch in (x, y):  # (B, C, T) views of time-major (B, T, C) memory
+            assert batch["neural_data"].transpose(1, 2).is_contiguous()
+    assert sum(x["n_replaced"] for x in a) > 0

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from neurocrane.data.collate import WindowCollator, collate_windows
 from neurocrane.data.preprocessing import BasicPreprocessor
 from neurocrane.data.recording import Event, Recording, open_recording, write_recording
-from neurocrane.data.windows import WindowDataset, label_mapping
+from neurocrane.data.windows import ConcatWindowDataset, WindowDataset, WindowRequest, label_mapping
 from neurocrane.errors import InputDTypeError, InputError
 
 FS = 100.0
@@ -134,3 +134,74 @@ def test_workers_give_the_same_batches_as_the_main_process(tmp_path):
     main = [b["neural_data"] for b in DataLoader(ds, batch_size=8, collate_fn=collate_windows)]
     workers = [b["neural_data"] for b in DataLoader(ds, batch_size=8, collate_fn=collate_windows, num_workers=2)]
     assert len(main) == len(workers) and all(torch.equal(a, b) for a, b in zip(main, workers, strict=True))
+
+
+def _sessions():
+    a = Recording.from_array(np.arange(3 * 500, dtype=np.float32).reshape(3, 500), FS, ["A0", "A1", "A2"],
+                             session_id="ses-a", bad_channels=["A1"], channel_positions=np.arange(9.0).reshape(3, 3))
+    b = Recording.from_array(-np.arange(2 * 400, dtype=np.float32).reshape(2, 400), FS, ["A2", "B0"], session_id="ses-b")
+    return WindowDataset(a, context_length=1.0), WindowDataset(b, context_length=1.0)
+
+
+def test_getitems_is_a_lazy_sequence_of_the_same_samples():
+    ds, _ = _sessions()
+    req = ds.__getitems__([3, -1, 0])
+    assert isinstance(req, WindowRequest) and len(req) == 3
+    assert [s["start"] for s in req] == [300, 400, 0]  # -1 counts from the end
+    assert torch.equal(req[1]["neural_data"], ds[4]["neural_data"])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.__getitems__([0, 5])
+
+
+def test_concat_window_dataset_routes_indices_to_sessions():
+    a, b = _sessions()
+    both = ConcatWindowDataset([a, b])
+    req = both.__getitems__([len(a), 1, len(both) - 1])
+    assert req.dataset_of.tolist() == [1, 0, 1] and req.positions.tolist() == [0, 1, len(b) - 1]
+    assert [(d.session_id, rows.tolist()) for d, rows in req.groups()] == [("ses-b", [0, 2]), ("ses-a", [1])]
+    with pytest.raises(IndexError):
+        both.__getitems__([len(both)])
+
+
+def test_read_into_copies_time_major_rows_and_columns(tmp_path):
+    x = np.random.default_rng(3).integers(-500, 500, (3, 300)).astype(np.int16)
+    rec = Recording.from_array(x, FS, ["A", "B", "C"], scale=[0.5, 2.0, 1.0])
+    folder = write_recording(tmp_path / "s", rec, dtype="int16")
+    ds = WindowDataset(open_recording(folder), context_length=1.0)
+    out = np.full((2, 100, 5), 7.0, dtype=np.float32)
+    ds.read_into([2, 0], out, rows=[1, 0], columns=np.array([4, 0, 2]))
+    expected = x.T.astype(np.float32) * np.array([0.5, 2.0, 1.0], dtype=np.float32)
+    np.testing.assert_allclose(out[1][:, [4, 0, 2]], expected[200:300])
+    np.testing.assert_allclose(out[0][:, [4, 0, 2]], expected[0:100])
+    assert (out[:, :, [1, 3]] == 7.0).all()  # other columns untouched
+    ds.read_into([1], out, columns=slice(1, 4))
+    np.testing.assert_allclose(out[0][:, 1:4], expected[100:200])
+
+
+def test_batched_collate_matches_per_sample_collate_across_sessions():
+    a, b = _sessions()
+    a.labels[:] = [4, 5, 6, 7, 8]
+    both = ConcatWindowDataset([a, b])
+    idx = [0, len(a) + 1, 4, len(a)]
+    fast = collate_windows(both.__getitems__(idx))
+    slow = collate_windows([both[i] for i in idx])
+    assert fast["channel_names"] == slow["channel_names"] == ("A0", "A1", "A2", "B0")
+    assert torch.equal(fast["neural_data"], slow["neural_data"])
+    for key in ("channel_mask", "labels", "start"):
+        assert torch.equal(fast[key], slow[key]), key
+    assert torch.equal(fast["channel_positions"], slow["channel_positions"])
+    assert fast["session_id"] == slow["session_id"] == ["ses-a", "ses-b", "ses-a", "ses-b"]
+    assert fast["labels"].tolist() == [4, -1, 8, -1] and fast["sampling_rate"] == FS
+    # the (B, C, T) batch is a view of one time-major (B, T, C) block
+    assert not fast["neural_data"].is_contiguous() and fast["neural_data"].transpose(1, 2).is_contiguous()
+
+
+def test_batched_collate_refuses_sessions_that_cannot_share_a_batch():
+    a, _ = _sessions()
+    slow = WindowDataset(Recording.from_array(np.zeros((3, 500), np.float32), 50.0, ["A0", "A1", "A2"]), context_length=2.0)
+    with pytest.raises(InputError, match="sampling rate"):
+        collate_windows(ConcatWindowDataset([a, slow]).__getitems__([0, len(a)]))
+    other = WindowDataset(Recording.from_array(np.zeros((3, 500), np.float32), FS, ["A0", "A1", "A2"],
+                                               applied=("fp",)), context_length=1.0)
+    with pytest.raises(InputError, match="applied pipelines"):
+        collate_windows(ConcatWindowDataset([a, other]).__getitems__([0, len(a)]))

@@ -54,7 +54,7 @@ from neurocrane.data.samplers import (
     SubjectBatchSampler,
     distributed_defaults,
 )
-from neurocrane.data.windows import WindowDataset, label_mapping
+from neurocrane.data.windows import ConcatWindowDataset, WindowDataset, label_mapping
 from neurocrane.errors import InputError
 
 __all__ = ["iEEGDataModule", "read_subject_trials", "select_sessions"]
@@ -336,7 +336,7 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
             rec = preprocess_recording(rec, self.pipeline, cache_dir=self.hparams.cache_dir)
         return rec
 
-    def _windows(self, recordings: list[Recording]) -> ConcatDataset:
+    def _windows(self, recordings: list[Recording]) -> ConcatWindowDataset:
         hp = self.hparams
         if hp.windows == "events":
             datasets = [
@@ -345,7 +345,7 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
             ]
         else:
             datasets = [WindowDataset(r, hp.context_length, hp.stride) for r in recordings]
-        return ConcatDataset(datasets)
+        return ConcatWindowDataset(datasets)  # serves whole batches (one copy per window, see collate)
 
     def _selection(self) -> tuple[RecordingIndex, list[tuple[str, str]]]:
         index = RecordingIndex(self._root())

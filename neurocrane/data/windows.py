@@ -16,22 +16,28 @@ copy; call ``.contiguous()`` if you need (C, T) memory order), ``labels`` int, `
 stamped and the model does not run them twice).
 
 Signals are read from the recording's memory map when a window is requested, never up front.
+
+Batched reads: a DataLoader with a batch sampler asks ``dataset.__getitems__(indices)`` for a
+whole batch at once. :class:`WindowDataset` and :class:`ConcatWindowDataset` answer with a
+:class:`WindowRequest` (a lazy sequence of the same sample dicts) that
+:func:`~neurocrane.data.collate.collate_windows` turns into a batch with one plain copy per
+window into a time-major ``(batch, time, channels)`` block and metadata built once per session.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from neurocrane.data.recording import Recording
 from neurocrane.errors import InputError
 
-__all__ = ["WindowDataset", "label_mapping"]
+__all__ = ["ConcatWindowDataset", "WindowDataset", "WindowRequest", "label_mapping"]
 
 logger = logging.getLogger("neurocrane.data")
 
@@ -242,9 +248,132 @@ class WindowDataset(Dataset):
             "applied": self.applied,
         }
 
+    def __getitems__(self, indices: Sequence[int]) -> WindowRequest:
+        """A batch of windows at once (what a DataLoader with a batch sampler asks for).
+
+        Args:
+            indices: Window indices (negative ones count from the end).
+
+        Returns:
+            A :class:`WindowRequest`; nothing is read until it is collated (or indexed).
+
+        Example:
+            >>> batch = collate_windows(ds.__getitems__([0, 1, 2]))
+        """
+        return WindowRequest([self], np.zeros(len(indices), dtype=np.int64), _positions(indices, len(self)))
+
+    def read_into(
+        self,
+        positions: Sequence[int] | np.ndarray,
+        out: np.ndarray,
+        rows: Sequence[int] | np.ndarray | None = None,
+        columns: slice | np.ndarray | None = None,
+    ) -> None:
+        """Copy windows, time-major, into rows of a float32 ``(n, time, channels)`` array.
+
+        One plain copy per window out of the memory map (int16 storage is scaled on the way).
+
+        Args:
+            positions: Window indices ``(n,)`` (non-negative, in range).
+            out: Writable float32 array ``(batch, window_samples, C_out)``.
+            rows: Row of ``out`` for each window (default: ``0 .. n-1``).
+            columns: Where this recording's channels go in the last axis of ``out`` (default: all
+                of it, in order).
+
+        Example:
+            >>> out = np.empty((2, ds.window_samples, len(ds.channel_names)), np.float32)
+            >>> ds.read_into([0, 1], out)
+        """
+        storage = self.recording.read_raw(0, self.recording.n_times)  # a view of the memory map
+        scale = self.recording.scale
+        cols = slice(None) if columns is None else columns
+        T = self.window_samples
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = range(len(positions)) if rows is None else np.asarray(rows, dtype=np.int64).tolist()
+        for row, p in zip(rows, positions.tolist(), strict=True):
+            start = int(self.starts[p])
+            block = storage[start:start + T]
+            target = out[row]  # (T, C_out) view
+            if scale is None:
+                target[:, cols] = block
+            elif isinstance(cols, slice):
+                np.multiply(block, scale, out=target[:, cols], casting="unsafe")
+            else:  # target[:, array] would be a copy, not a view to write into
+                target[:, cols] = block * scale
+
     def __repr__(self) -> str:
         kind = "event windows" if self.label_map else "windows"
         return (
             f"WindowDataset({self.subject_id}/{self.session_id}, {len(self)} {kind} of {self.context_length:g} s, "
             f"{len(self.channel_names)} channels)"
         )
+
+
+def _positions(indices: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    bad = (idx < -n) | (idx >= n)
+    if bad.any():
+        raise IndexError(f"window {int(idx[bad][0])} out of range for a dataset of {n} windows.")
+    return np.where(idx < 0, idx + n, idx)
+
+
+class WindowRequest(Sequence):
+    """The windows of one batch, not read yet: what ``__getitems__`` returns.
+
+    It is a sequence of the usual sample dicts (``request[i]`` reads window ``i``), so any
+    ``collate_fn`` works on it; :func:`~neurocrane.data.collate.collate_windows` recognises it and
+    builds the batch in one pass instead (one copy per window, metadata once per session).
+
+    Args:
+        datasets: The sessions involved.
+        dataset_of: ``(n,)`` which of ``datasets`` each window comes from.
+        positions: ``(n,)`` the window's index within its dataset.
+
+    Example:
+        >>> req = ds.__getitems__([3, 4])
+        >>> len(req), req[0]["start"] == ds[3]["start"]
+        (2, True)
+    """
+
+    def __init__(self, datasets: Sequence[WindowDataset], dataset_of: np.ndarray, positions: np.ndarray):
+        self.datasets = list(datasets)
+        self.dataset_of = np.asarray(dataset_of, dtype=np.int64)
+        self.positions = np.asarray(positions, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        return self.datasets[int(self.dataset_of[i])][int(self.positions[i])]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(len(self)))
+
+    def groups(self) -> list[tuple[WindowDataset, np.ndarray]]:
+        """``(dataset, rows)`` per session, in first-seen order; ``rows`` are batch positions."""
+        order = list(dict.fromkeys(self.dataset_of.tolist()))
+        return [(self.datasets[k], np.flatnonzero(self.dataset_of == k)) for k in order]
+
+    def __repr__(self) -> str:
+        return f"WindowRequest({len(self)} windows from {len(set(self.dataset_of.tolist()))} session(s))"
+
+
+class ConcatWindowDataset(ConcatDataset):
+    """``ConcatDataset`` of :class:`WindowDataset`\\ s that also serves whole batches.
+
+    Indexing and ``datasets``/``cumulative_sizes`` are those of ``torch.utils.data.ConcatDataset``
+    (the samplers rely on that layout); ``__getitems__`` returns one :class:`WindowRequest` for a
+    batch that may span sessions.
+
+    Example:
+        >>> both = ConcatWindowDataset([WindowDataset(a, 1.0), WindowDataset(b, 1.0)])
+        >>> collate_windows(both.__getitems__([0, len(both) - 1]))["session_id"]
+        ['ses-01', 'ses-02']
+    """
+
+    def __getitems__(self, indices: Sequence[int]) -> WindowRequest:
+        idx = _positions(indices, len(self))
+        bounds = np.asarray(self.cumulative_sizes, dtype=np.int64)
+        which = np.searchsorted(bounds, idx, side="right")
+        offsets = np.concatenate([[0], bounds[:-1]])
+        return WindowRequest(self.datasets, which, idx - offsets[which])
