@@ -104,3 +104,24 @@ def test_fill_padded_reads_the_padded_signal(s0, width, reflect):
     dst = np.full((2, width), np.nan)
     _fft._fill_padded(dst, src, s0, left, reflect)
     np.testing.assert_array_equal(dst, padded[:, s0 : s0 + width])
+
+
+def test_stft_fast_path_never_builds_the_frames_of_the_whole_input():
+    import tracemalloc  # NumPy reports its allocations to tracemalloc; all fast-path buffers are NumPy's
+
+    x = torch.randn(8, 16, 32768)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # two workers, each with its own unit buffers
+    try:
+        compute_spectrogram(x, 2048.0, window_size=512, hop_length=128)  # warm caches (window, FFT plan)
+        tracemalloc.start()
+        out = compute_spectrogram(x, 2048.0, window_size=512, hop_length=128)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        torch.set_num_threads(threads)
+    out_bytes = out.numel() * 4  # 34 MB
+    frames_bytes = 8 * 16 * out.shape[-1] * 512 * 4  # the windowed frames of the whole input: 67 MB
+    assert out.shape == (8, 16, 257, 257)
+    # the output, plus per worker a unit of frames, its complex spectrum and its magnitudes
+    assert peak < out_bytes + 2 * 4 * _fft._UNIT_BYTES + (1 << 20) < frames_bytes
