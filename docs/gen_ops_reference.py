@@ -250,32 +250,15 @@ def render() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-# Pages the navigation links that another author is still writing. Until the real file exists
-# the site shows this notice instead (so the --strict build passes); once it exists, it wins.
-# Remove an entry when its page has landed.
-PENDING_PAGES = {
-    "performance.md": (
-        "# Performance\n\n"
-        "The measured tables are not written yet. Each script in `benchmarks/` measures one part "
-        "against a named peer in one run and prints ratios: `benchmarks/ops.py` (ops vs MNE/SciPy), "
-        "`benchmarks/pipeline_overhead.py` (`make bench`), `benchmarks/loading.py` (data loading) and "
-        "`benchmarks/training.py` (Lightning vs a plain loop).\n"
-    ),
-}
-
-
 # -- MkDocs hook ------------------------------------------------------------------------------
 def on_files(files: Any, config: Any) -> Any:
-    """Add the generated page (and notices for pending pages) to the site (MkDocs >= 1.6 hook)."""
+    """Add the generated op reference page to the site (MkDocs >= 1.6 hook)."""
     from mkdocs.structure.files import File
 
     existing = files.get_file_from_path(PAGE_PATH)
     if existing is not None:
         files.remove(existing)
     files.append(File.generated(config, PAGE_PATH, content=render()))
-    for path, notice in PENDING_PAGES.items():
-        if files.get_file_from_path(path) is None:
-            files.append(File.generated(config, path, content=notice))
     return files
 
 
