@@ -314,6 +314,17 @@ def bandpass_filter(
     return _run(x, key, phase, op)
 
 
+def _one_cutoff_filter(
+    x: torch.Tensor, sampling_rate: float, cutoff: float, order: int, phase: Phase, btype: str
+) -> torch.Tensor:
+    op = f"{btype}_filter"
+    batched(x, op)  # rank and dtype errors first
+    rate = _check_rate(sampling_rate, "sampling_rate", op)
+    cutoff = _check_cutoff(cutoff, "cutoff", rate, op)
+    key = ("butter", _check_order(order, op), btype, (cutoff,), rate)
+    return _run(x, key, phase, op)
+
+
 def highpass_filter(
     x: torch.Tensor, sampling_rate: float, cutoff: float, *, order: int = 4, phase: Phase = "zero"
 ) -> torch.Tensor:
@@ -333,12 +344,7 @@ def highpass_filter(
     Example:
         >>> y = highpass_filter(torch.randn(16, 8192), 2048.0, cutoff=0.5)
     """
-    op = "highpass_filter"
-    batched(x, op)
-    rate = _check_rate(sampling_rate, "sampling_rate", op)
-    cutoff = _check_cutoff(cutoff, "cutoff", rate, op)
-    key = ("butter", _check_order(order, op), "highpass", (cutoff,), rate)
-    return _run(x, key, phase, op)
+    return _one_cutoff_filter(x, sampling_rate, cutoff, order, phase, "highpass")
 
 
 def lowpass_filter(
@@ -360,12 +366,7 @@ def lowpass_filter(
     Example:
         >>> y = lowpass_filter(torch.randn(2, 16, 4096), 2048.0, cutoff=250.0)
     """
-    op = "lowpass_filter"
-    batched(x, op)
-    rate = _check_rate(sampling_rate, "sampling_rate", op)
-    cutoff = _check_cutoff(cutoff, "cutoff", rate, op)
-    key = ("butter", _check_order(order, op), "lowpass", (cutoff,), rate)
-    return _run(x, key, phase, op)
+    return _one_cutoff_filter(x, sampling_rate, cutoff, order, phase, "lowpass")
 
 
 def notch_frequencies(
