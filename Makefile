@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.neurocrane-installed
 # CPU build of torch when no GPU is present (CI pins the CPU build 2.13.0, available here).
 TORCH ?= torch==2.13.0
-QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+# pip's notes about index folders it skips are noise; a failing pip still fails the recipe (pipefail)
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: install test demo lint bench clean
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 	  if command -v nvidia-smi >/dev/null 2>&1; then \
 	    $(BIN)/pip install -q "torch>=2.4" 2>&1 | $(QUIET_PIP); \
 	  else \
-	    $(BIN)/pip install -q "$(TORCH)" 2>&1 | $(QUIET_PIP); \
+	    $(BIN)/pip install -q "$(TORCH)" 2>&1 | $(QUIET_PIP) || echo "$(TORCH) not available; trying the CPU index"; \
 	    $(BIN)/python -c "import torch" 2>/dev/null || \
 	      $(BIN)/pip install -q "torch>=2.4" --index-url https://download.pytorch.org/whl/cpu 2>&1 | $(QUIET_PIP); \
 	  fi; \
