@@ -651,7 +651,21 @@ class Bandpass(_FilterNode):
         return ("butter", self.order, "bandpass", (self.low, self.high), float(rate))
 
 
-class Highpass(_FilterNode):
+class _OneCutoffNode(_FilterNode):
+    """Shared fields of the high-pass and low-pass nodes (not registered: it has no ``op``)."""
+
+    btype: ClassVar[str]
+    cutoff: float = pydantic.Field(gt=0)
+    order: int = pydantic.Field(default=4, ge=1, le=20)
+
+    def _cutoffs(self) -> dict[str, float]:
+        return {"cutoff": self.cutoff}
+
+    def _key(self, rate: float) -> _Key:
+        return ("butter", self.order, self.btype, (self.cutoff,), float(rate))
+
+
+class Highpass(_OneCutoffNode):
     """Butterworth high-pass filter (IIR; see :func:`highpass_filter`).
 
     Args:
@@ -664,17 +678,10 @@ class Highpass(_FilterNode):
     """
 
     op: ClassVar[str] = "highpass"
-    cutoff: float = pydantic.Field(gt=0)
-    order: int = pydantic.Field(default=4, ge=1, le=20)
-
-    def _cutoffs(self) -> dict[str, float]:
-        return {"cutoff": self.cutoff}
-
-    def _key(self, rate: float) -> _Key:
-        return ("butter", self.order, "highpass", (self.cutoff,), float(rate))
+    btype: ClassVar[str] = "highpass"
 
 
-class Lowpass(_FilterNode):
+class Lowpass(_OneCutoffNode):
     """Butterworth low-pass filter (IIR; see :func:`lowpass_filter`).
 
     Args:
@@ -687,14 +694,7 @@ class Lowpass(_FilterNode):
     """
 
     op: ClassVar[str] = "lowpass"
-    cutoff: float = pydantic.Field(gt=0)
-    order: int = pydantic.Field(default=4, ge=1, le=20)
-
-    def _cutoffs(self) -> dict[str, float]:
-        return {"cutoff": self.cutoff}
-
-    def _key(self, rate: float) -> _Key:
-        return ("butter", self.order, "lowpass", (self.cutoff,), float(rate))
+    btype: ClassVar[str] = "lowpass"
 
 
 class Notch(_FilterNode):
