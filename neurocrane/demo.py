@@ -6,7 +6,7 @@
    ``lab-a/seeg-foundation-v1`` in a local Hub cache.
 2. **Lab B**, in a fresh process with the Hub offline, loads the model by repo id, prints its
    pipeline and extracts features from raw data of a patient with a different montage.
-3. **Lab C** fine-tunes the model on the synthetic event task and shares it as
+3. **Lab C** fine-tunes the model to detect the synthetic events and shares it as
    ``lab-c/seeg-event-detector``: same pipeline fingerprint, new weights.
 4. **Lab D** benchmarks the shared model on the synthetic event benchmark (linear probe and
    fine-tuning) beside a no-model baseline, and writes JSON / Markdown / PNG results.
@@ -128,7 +128,7 @@ def lab_c(out: Path, size: Size, fingerprint: str) -> Path:
     from neurocrane.training import compose_config, train
     from neurocrane.utils.hub import save_to_hub_cache
 
-    banner(f"Lab C: fine-tune '{LAB_A_REPO}' on the synthetic event task and share it")
+    banner(f"Lab C: fine-tune '{LAB_A_REPO}' to detect the synthetic events (event vs rest), then share it")
     cfg = compose_config(
         [
             "experiment=finetune_synthetic",

@@ -67,6 +67,24 @@ def test_event_windows_with_labels_and_dropped_events(caplog):
     assert sorted(default.labels.tolist()) == [0, 1, 1, 2] and default.n_dropped_events == 1  # 9.5 s + 1 s > 10 s
 
 
+def test_rest_windows_fill_event_free_stretches_away_from_every_event():
+    # 20 s recording, events at 2-3 s, 8-9 s and 9.5-10 s (any label blocks rest), windows of 1 s
+    events = [Event(2.0, 1.0, "stim_a"), Event(8.0, 1.0, "stim_b"), Event(9.5, 0.5, "other")]
+    rec = recording(n_times=2000, events=events)
+    ds = WindowDataset.around_events(rec, 1.0, label_map={"rest": 0, "stim_a": 1, "stim_b": 1},
+                                     rest_label="rest", rest_margin=0.5)
+    rest = ds.starts[ds.labels == 0].tolist()
+    # stretches [0, 2) -> [0.5, 1.5): centred at 0.5 s; [3, 8) -> [3.5, 7.5): 5.0 s; [10, 20) -> [10.5, 20): 14.75 s
+    assert rest == [50, 500, 1475]
+    assert ds.labels.tolist() == [0, 1, 0, 1, 0]  # sorted by time, both event labels share class 1
+    assert ds.starts.tolist() == sorted(ds.starts.tolist())
+    for start in rest:  # every rest window keeps the margin from every event
+        for ev in events:
+            assert start + 100 <= ev.onset * FS - 50 or start >= (ev.onset + ev.duration) * FS + 50 - 1
+    with pytest.raises(InputError, match="rest_label 'quiet' is not in the label map"):
+        WindowDataset.around_events(rec, 1.0, label_map=["stim_a"], rest_label="quiet")
+
+
 def test_event_windows_none_fit_is_an_error():
     rec = recording(events=[Event(9.9, 0.0, "x")])
     with pytest.raises(InputError, match="no event gives a window"):

@@ -223,6 +223,8 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         windows: ``"continuous"`` (default) or ``"events"`` (one labelled window per event).
         event_offset: Window start relative to each event onset, seconds (``windows="events"``).
         label_map: Class names (list) or name → id; default: sorted labels of all selected events.
+        rest_label: With ``windows="events"``, also cut rest windows between events with this
+            label (see :meth:`WindowDataset.around_events`); it joins the default label map.
         drop_last: Drop incomplete training batches (validation keeps them).
         seed: Seed of the split and of the batch order (which also depends on the epoch).
         pin_memory: Default: True when CUDA is available.
@@ -256,6 +258,7 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         windows: Literal["continuous", "events"] = "continuous",
         event_offset: float = 0.0,
         label_map: Mapping[str, int] | Sequence[str] | None = None,
+        rest_label: str | None = None,
         drop_last: bool = True,
         seed: int = 0,
         pin_memory: bool | None = None,
@@ -340,7 +343,9 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         hp = self.hparams
         if hp.windows == "events":
             datasets = [
-                WindowDataset.around_events(r, hp.context_length, offset=hp.event_offset, label_map=self.label_map)
+                WindowDataset.around_events(
+                    r, hp.context_length, offset=hp.event_offset, label_map=self.label_map, rest_label=hp.rest_label
+                )
                 for r in recordings
             ]
         else:
@@ -380,6 +385,8 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
                 names = sorted({e.label for r in train_recs + val_recs for e in r.events})
                 if not names:
                     raise InputError("windows='events' but the selected recordings have no events.")
+                if self.hparams.rest_label is not None:
+                    names = [self.hparams.rest_label, *(n for n in names if n != self.hparams.rest_label)]
                 self.label_map = label_mapping(names)
         self.train_dataset = self._windows(train_recs)
         self.val_dataset = self._windows(val_recs) if val_recs else None

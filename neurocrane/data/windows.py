@@ -87,6 +87,22 @@ def label_mapping(labels: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
     return out
 
 
+def _rest_starts(recording: Recording, window_samples: int, margin_s: float) -> list[int]:
+    """Start samples of one window centred in each event-free stretch long enough for it."""
+    rate = recording.sampling_rate
+    margin = int(round(margin_s * rate))
+    busy = sorted(
+        (int(round(e.onset * rate)), int(round((e.onset + e.duration) * rate))) for e in recording.events
+    )
+    starts, free_from = [], 0
+    for onset, end in [*busy, (recording.n_times + margin, recording.n_times + margin)]:
+        lo, hi = free_from + margin, onset - margin  # usable stretch [lo, hi)
+        if hi - lo >= window_samples:
+            starts.append((lo + hi - window_samples) // 2)
+        free_from = max(free_from, end)
+    return starts
+
+
 class WindowDataset(Dataset):
     """Fixed-length windows of one recording, as sample dicts.
 
@@ -150,8 +166,10 @@ class WindowDataset(Dataset):
         *,
         offset: float = 0.0,
         label_map: Mapping[str, int] | Sequence[str] | None = None,
+        rest_label: str | None = None,
+        rest_margin: float = 0.5,
     ) -> WindowDataset:
-        """One labelled window per event.
+        """One labelled window per event (and, optionally, rest windows between events).
 
         Events whose window would reach outside the recording are dropped; how many is logged and
         kept in ``n_dropped_events`` (a documented, counted clean-up). Events whose label is not in
@@ -163,7 +181,13 @@ class WindowDataset(Dataset):
             offset: Window start relative to each event onset, in seconds (e.g. ``-0.5``).
             label_map: Class name → id, or a list of names (id = position). Default: the sorted
                 labels of this recording's events. Give it explicitly when several recordings
-                must share ids (:class:`~neurocrane.data.iEEGDataModule` does).
+                must share ids (:class:`~neurocrane.data.iEEGDataModule` does). Several names may
+                share an id (``{"rest": 0, "stim_a": 1, "stim_b": 1}`` = event vs rest).
+            rest_label: If given (it must be in ``label_map``), also add one window labelled
+                ``rest_label`` in the middle of every event-free stretch that holds a window plus
+                ``rest_margin`` seconds on each side (stretches run from recording start, between
+                events of any label, to recording end), so a detector sees both classes.
+            rest_margin: Seconds kept clear between a rest window and the nearest event.
 
         Returns:
             The dataset; ``labels`` holds each window's class id.
@@ -193,6 +217,17 @@ class WindowDataset(Dataset):
                 continue
             starts.append(s)
             labels.append(self.label_map[ev.label])
+        if rest_label is not None:
+            if rest_label not in self.label_map:
+                raise InputError(
+                    f"rest_label {rest_label!r} is not in the label map {self.label_map}; add it, e.g. "
+                    f"label_map={{'{rest_label}': 0, ...}}."
+                )
+            rest = _rest_starts(recording, self.window_samples, rest_margin)
+            starts += rest
+            labels += [self.label_map[rest_label]] * len(rest)
+            order = np.argsort(starts, kind="stable")
+            starts, labels = [starts[i] for i in order], [labels[i] for i in order]
         self.n_dropped_events = dropped
         name = f"{recording.subject_id}/{recording.session_id}"
         if dropped:
