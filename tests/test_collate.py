@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -12,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from neurocrane.batch import NeuralBatch
-from neurocrane.data.collate import _POOL_FLAGS, WindowCollator, _BlockPool, collate_windows, to_neural_batch
+from neurocrane.data import shm_pool
+from neurocrane.data.collate import WindowCollator, collate_windows, to_neural_batch
 from neurocrane.data.preprocessing import BasicPreprocessor
 from neurocrane.data.recording import Recording
 from neurocrane.data.windows import WindowDataset
@@ -184,6 +189,8 @@ class _Reporting(WindowCollator):
         ptr = batch["neural_data"].untyped_storage().data_ptr()
         batch["pooled"] = pool is not None and any(b is not None and b.data_ptr() == ptr for b in pool.blocks)
         batch["n_blocks"] = 0 if pool is None else len(pool.blocks)
+        batch["token"] = None if pool is None else pool.token
+        batch["segments"] = [] if pool is None else pool.names
         return batch
 
 
@@ -228,38 +235,78 @@ def test_pool_size_must_be_a_non_negative_int():
     assert WindowCollator(pool_size=0).pool_size == 0
 
 
+def _exists(name):
+    return os.path.exists(f"/dev/shm/{name}")
+
+
 def test_block_pool_reuses_only_released_blocks_and_drops_escaped_ones():
-    pool = _BlockPool(2)
+    pool = shm_pool.ShmBlockPool(2)
     a, slot_a = pool.take((2, 5, 3))
     leased = pool.lease({"neural_data": a.transpose(1, 2)}, slot_a)
-    assert type(leased).__name__ == "_LeasedBatch" and pool.flags[slot_a] == 1
+    assert type(leased) is shm_pool.LeasedBatch and pool.flags[slot_a] == 1
     b, slot_b = pool.take((2, 5, 3))
     assert slot_b != slot_a and b.data_ptr() != a.data_ptr()
-    c, slot_c = pool.take((2, 5, 3))  # both busy, pool full: a fresh block outside the pool
-    assert slot_c is None and c.is_shared()
+    assert pool.take((2, 5, 3)) is None  # both busy, pool full: the caller uses fresh memory
+    escaped = pool.segments[slot_b].name
     plain = pool.lease({"neural_data": torch.zeros(2, 3, 5), "kept": b}, slot_b)  # block replaced
     assert type(plain) is dict and pool.blocks[slot_b] is None and pool.flags[slot_b] == 0
+    assert not _exists(escaped) and plain["kept"].sum() == b.sum()  # unlinked, still mapped here
     d, slot_d = pool.take((4, 5, 3))  # the dropped slot gets a new block, never the escaped one
     assert slot_d == slot_b and d.data_ptr() != b.data_ptr()
     pool.flags[slot_a] = 0  # what the main process does when it frees the batch
     e, slot_e = pool.take((1, 5, 3))
     assert slot_e == slot_a and e.data_ptr() == a.data_ptr()
+    names = pool.names
+    assert len(names) == 3 and all(_exists(n) for n in names)
+    pool.close()
+    pool.close()  # a second close (and the exit hook) is a no-op
+    assert not any(_exists(n) for n in names)
+
+
+def test_leased_batch_crosses_as_a_token_and_frees_its_block_when_dropped():
+    pool = shm_pool.ShmBlockPool(1)
+    try:
+        block, slot = pool.take((2, 5, 3))
+        block.copy_(torch.arange(30, dtype=torch.float32).reshape(2, 5, 3))
+        leased = pool.lease({"neural_data": block.transpose(1, 2), "labels": torch.tensor([1, 2]), "ids": ["a", "b"]}, slot)
+        data = pickle.dumps(leased)
+        assert len(data) < 1000  # a token and the small tensors, not the 120-byte block... nor its fd
+        got = pickle.loads(data)
+        x = got["neural_data"]
+        assert type(got) is dict and got["ids"] == ["a", "b"] and got["labels"].tolist() == [1, 2]
+        assert torch.equal(x, block.transpose(1, 2)) and x.stride() == block.transpose(1, 2).stride()
+        assert x.data_ptr() != block.data_ptr()  # its own mapping of the same segment
+        block[0, 0, 0] = -1.0
+        assert x[0, 0, 0] == -1.0  # no copy: the same memory
+        y = x[1]  # a view keeps the block busy
+        del got, x
+        gc.collect()
+        assert pool.flags[slot] == 1 and pool.take((2, 5, 3)) is None
+        del y
+        gc.collect()
+        assert pool.flags[slot] == 0
+    finally:
+        pool.close()
 
 
 def test_workers_reuse_pooled_blocks_when_batches_are_released():
     ds = _windows()
     loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=_Reporting(BasicPreprocessor(inplace=True), pool_size=3))
-    n = 0
+    n, flags, segments = 0, {}, set()
     for got, want in zip(loader, _expected(ds, 16), strict=True):
         assert type(got) is dict and got["pooled"] and 1 <= got["n_blocks"] <= 3
         assert torch.equal(got["neural_data"], want["neural_data"]) and got["n_replaced"] == want["n_replaced"]
         for key in ("channel_mask", "labels", "start"):
             assert torch.equal(got[key], want[key])
+        flags[got["token"]] = shm_pool._ATTACHED[got["token"]][0]
+        segments.update(got["segments"])
         n += 1
         del got
-    assert n == 25  # 25 batches from at most 3 blocks per worker
+    assert n == 25 and len(flags) == 2  # 25 batches from at most 3 blocks per worker
     gc.collect()
-    assert any(f[:3].tolist() == [0, 0, 0] for f in _POOL_FLAGS.values())  # all released again
+    for f in flags.values():
+        assert f[:3].tolist() == [0, 0, 0] and f[-1] == 0  # all released again; the workers closed their pools
+    assert segments and not any(_exists(s) for s in segments)  # and unlinked every segment
 
 
 def test_batches_held_by_the_main_process_are_never_overwritten():
@@ -269,7 +316,37 @@ def test_batches_held_by_the_main_process_are_never_overwritten():
     assert sum(b["pooled"] for b in held) <= 4 < len(held)
     for got, want in zip(held, _expected(ds, 16), strict=True):
         assert torch.equal(got["neural_data"], want["neural_data"])
+    segments = {s for b in held for s in b["segments"]}
+    assert segments and not any(_exists(s) for s in segments)  # unlinked at worker exit; still mapped here
     off = list(DataLoader(ds, batch_size=16, num_workers=2, collate_fn=_Reporting(pool_size=0)))
     assert len(off) == len(held) and not any(b["pooled"] or b["n_blocks"] for b in off)
     raw = collate_windows(ds.__getitems__(list(range(16))))  # no preprocessor: the NaN is still there
     torch.testing.assert_close(off[0]["neural_data"], raw["neural_data"], equal_nan=True, rtol=0, atol=0)
+
+
+def test_pooled_loading_leaves_no_segments_and_no_resource_tracker_warnings(tmp_path):
+    script = textwrap.dedent("""
+        import os, numpy as np, torch
+        from torch.utils.data import DataLoader
+        from neurocrane.data.collate import WindowCollator
+        from neurocrane.data.recording import Recording
+        from neurocrane.data.windows import WindowDataset
+        rec = Recording.from_array(np.ones((3, 4000), np.float32), 100.0, ["A0", "A1", "A2"])
+        ds = WindowDataset(rec, context_length=0.1)
+        collator = WindowCollator(pool_size=2)
+        loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=collator, persistent_workers=True)
+        kept = []
+        for epoch in range(2):
+            kept += [b["neural_data"] for b in loader]
+        assert all(float(x.sum()) == x.numel() for x in kept)
+        from neurocrane.data.shm_pool import _ATTACHED
+        print("segments", *[name for _, blocks in _ATTACHED.values() for name, _ in blocks.values()])
+        del loader
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr
+    assert "resource_tracker" not in out.stderr and "leaked" not in out.stderr, out.stderr
+    segments = out.stdout.split()[1:]
+    assert out.stdout.startswith("segments") and 2 <= len(segments) <= 4  # at most 2 blocks in each of 2 pools
+    assert not any(_exists(s) for s in segments)  # every segment unlinked when the workers ended

@@ -26,17 +26,16 @@ transfer, which preserves strides), not in the loader. Call ``.contiguous()`` if
 (C, T) memory order. A list of sample dicts is stacked into a contiguous (B, C, T) tensor.
 
 Inside DataLoader worker processes :class:`WindowCollator` writes each batch into a small pool
-of shared-memory blocks that it reuses (fresh shared memory costs a page fault per 4 KiB page,
-which dominated loading on virtual machines). A block is reused only after the main process has
-released every tensor that views it: the batch crosses the process boundary with a lease that,
-once the main process's storage of the block is freed, marks the block free again.
+of named shared-memory blocks that it reuses (fresh shared memory costs a page fault per 4 KiB
+page, which dominated loading on virtual machines), and the batch crosses the process boundary
+as a token for its block (see :mod:`neurocrane.data.shm_pool`). A block is reused only after the
+main process has released every tensor that views it. Without POSIX shared memory, or with
+``pool_size=0``, batches take torch's default path (fresh shared memory per batch).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,6 +44,8 @@ import torch
 from torch.utils.data import default_collate, get_worker_info
 
 from neurocrane.batch import NeuralBatch
+from neurocrane.data.shm_pool import AVAILABLE as _SHM_AVAILABLE
+from neurocrane.data.shm_pool import ShmBlockPool
 from neurocrane.data.windows import WindowRequest
 from neurocrane.errors import InputError
 
@@ -288,101 +289,6 @@ def to_neural_batch(batch: Mapping[str, Any]) -> NeuralBatch:
     )
 
 
-_FREE, _BUSY = 0, 1
-_ACK = -1  # position in a pool's flags: set to 1 by the main process once it knows the pool
-_POOL_FLAGS: dict[str, torch.Tensor] = {}  # main process: flags of the worker pools it has heard from
-
-
-def _release(flags: torch.Tensor, slot: int) -> None:
-    flags.numpy()[slot] = _FREE  # (numpy: a tensor item assignment costs ~40 us)
-
-
-def _receive_leased(
-    batch: dict[str, Any], tensors: dict[str, np.ndarray], lease: tuple[str, str, int], flags: torch.Tensor | None
-) -> dict[str, Any]:
-    """Unpickling side of a pooled batch (main process): rebuild the small tensors, which travel
-    by value, and free the block once the storage behind ``batch[key]`` dies."""
-    key, token, slot = lease
-    batch.update({k: torch.from_numpy(v) for k, v in tensors.items()})
-    if flags is not None and token not in _POOL_FLAGS:
-        _POOL_FLAGS[token] = flags
-        flags.numpy()[_ACK] = 1
-    flags = _POOL_FLAGS.get(token)
-    if flags is not None:  # (unknown pool: the block is never reused, which is safe)
-        weakref.finalize(batch[key].untyped_storage(), _release, flags, slot)
-    return batch
-
-
-class _LeasedBatch(dict):
-    """A batch dict built in a pooled block. Pickles to a plain dict with a release hook; tensors
-    other than the block go by value (sharing each through its own shared memory and file
-    descriptor costs ~0.2 ms apiece)."""
-
-    def __init__(self, batch: Mapping[str, Any], lease: tuple[str, str, int], flags: torch.Tensor | None):
-        super().__init__(batch)
-        self._lease = lease
-        self._flags = flags
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        key = self._lease[0]
-        rest = {k: v for k, v in self.items() if k == key or not isinstance(v, torch.Tensor)}
-        small = {k: v.numpy() for k, v in self.items() if k != key and isinstance(v, torch.Tensor)}
-        return _receive_leased, (rest, small, self._lease, self._flags)
-
-
-class _BlockPool:
-    """Shared-memory blocks a DataLoader worker reuses for its batches (one pool per process).
-
-    ``flags`` (shared memory) says which blocks the main process still holds: a block is taken
-    (``_BUSY``) here and released (``_FREE``) by the main process when its last tensor viewing
-    the block is gone. With every block busy a fresh, unpooled block is used. The flags travel
-    with the batches until the main process acknowledges them, then only a token does.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.pid = os.getpid()
-        self.token = f"{self.pid}-{os.urandom(8).hex()}"
-        self.flags = torch.zeros(size + 1, dtype=torch.uint8).share_memory_()  # + the ack byte
-        self.blocks: list[torch.Tensor | None] = []
-
-    def take(self, shape: tuple[int, int, int]) -> tuple[torch.Tensor, int | None]:
-        nbytes = math.prod(shape) * 4
-        free = np.flatnonzero(self.flags.numpy()[: len(self.blocks)] == _FREE)
-        if len(free):
-            slot = int(free[0])
-        elif len(self.blocks) < self.size:
-            slot = len(self.blocks)
-            self.blocks.append(None)
-        else:
-            return _new_shared_block(shape), None
-        buf = self.blocks[slot]
-        if buf is None or buf.numel() < nbytes:
-            buf = torch.empty(nbytes, dtype=torch.uint8).share_memory_()
-            self.blocks[slot] = buf
-        self.flags.numpy()[slot] = _BUSY
-        return buf[:nbytes].view(torch.float32).view(shape), slot
-
-    def lease(self, batch: dict[str, Any], slot: int) -> dict[str, Any]:
-        """Attach the release hook to ``batch``; drop the block from the pool if the batch does not
-        hold it where the hook can watch it (e.g. a preprocessor replaced ``neural_data``)."""
-        ptr = self.blocks[slot].untyped_storage().data_ptr()
-        x = batch.get("neural_data")
-        if isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == ptr:
-            acked = bool(self.flags.numpy()[_ACK])
-            return _LeasedBatch(batch, ("neural_data", self.token, slot), None if acked else self.flags)
-        self.drop(slot)  # it may live on elsewhere in the batch: never write to it again
-        return batch
-
-    def drop(self, slot: int) -> None:
-        self.blocks[slot] = None
-        self.flags.numpy()[slot] = _FREE
-
-
-def _new_shared_block(shape: tuple[int, int, int]) -> torch.Tensor:
-    return torch.empty(shape, dtype=torch.float32).share_memory_()
-
-
 class WindowCollator:
     """``collate_fn`` for DataLoaders: :func:`collate_windows`, then an optional clean-up step.
 
@@ -406,16 +312,16 @@ class WindowCollator:
             raise InputError(f"WindowCollator: pool_size must be a non-negative int; got {pool_size!r}.")
         self.preprocessor = preprocessor
         self.pool_size = int(pool_size)
-        self._pool: _BlockPool | None = None
+        self._pool: ShmBlockPool | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_pool": None}  # a pool belongs to the process that made it
 
-    def _worker_pool(self) -> _BlockPool | None:
-        if not self.pool_size or get_worker_info() is None:
+    def _worker_pool(self) -> ShmBlockPool | None:
+        if not self.pool_size or not _SHM_AVAILABLE or get_worker_info() is None:
             return None
         if self._pool is None or self._pool.pid != os.getpid():  # (a forked copy is not ours)
-            self._pool = _BlockPool(self.pool_size)
+            self._pool = ShmBlockPool(self.pool_size)
         return self._pool
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -426,9 +332,12 @@ class WindowCollator:
         taken: list[int | None] = []
 
         def new_block(shape: tuple[int, int, int]) -> torch.Tensor:
-            block, slot = pool.take(shape)
-            taken.append(slot)
-            return block
+            got = pool.take(shape)
+            if got is None:  # every block busy: fresh shared memory, torch's default path
+                taken.append(None)
+                return torch.empty(shape, dtype=torch.float32).share_memory_()
+            taken.append(got[1])
+            return got[0]
 
         try:
             batch = _collate_request(samples, new_block)
