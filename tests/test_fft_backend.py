@@ -42,7 +42,7 @@ def _torch_reference(x: torch.Tensor, **kw) -> torch.Tensor:
 @pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
 @pytest.mark.parametrize("center, pad_end", [(True, True), (True, False), (False, True), (False, False)])
 def test_stft_fast_path_matches_torch_path(n, pad_mode, center, pad_end):
-    x = torch.randn(2, 3, n, dtype=torch.float64)
+    x = torch.randn(2, 3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
     for window_size, hop, n_fft, output, freq_range in [
         (16, 5, 16, "magnitude", None),
         (63, 32, 70, "power", (10.0, 100.0)),
@@ -62,15 +62,17 @@ def test_stft_fast_path_matches_torch_path(n, pad_mode, center, pad_end):
 
 
 def test_stft_units_split_over_frames_and_workers_give_the_same_result(monkeypatch):
-    x = torch.randn(3, 4, 3000, dtype=torch.float64)
+    x = torch.randn(3, 4, 3000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     kw = dict(window_size=100, hop_length=7, n_fft=128, pad_mode="reflect", pad_end=True, log=True)
     ref = _torch_reference(x, **kw)
     whole = compute_spectrogram(x, 500.0, **kw)
     # units of a few frames: padding, reflection and frame offsets are computed per unit
     monkeypatch.setattr(_fft, "_UNIT_BYTES", 5 * 128 * 8)
     split = compute_spectrogram(x, 500.0, **kw)
-    torch.testing.assert_close(split, ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(whole, ref, rtol=0, atol=1e-12)
+    # log values are O(1-10); two FFT libraries differ by ~1e-16 relative in |X|, which log turns
+    # into ~1e-12 absolute for the smallest bins, while a wrong frame offset or padding is O(1)
+    torch.testing.assert_close(split, ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(whole, ref, rtol=0, atol=1e-10)
     win = torch.hann_window(100, dtype=torch.float64)
     one = _fft.stft_values(x.reshape(12, -1), win, 7, 128, (3, 60), (50, 90), reflect=50, workers=1)
     two = _fft.stft_values(x.reshape(12, -1), win, 7, 128, (3, 60), (50, 90), reflect=50, workers=2)
