@@ -27,11 +27,13 @@ import torch
 
 from neurocrane.errors import InputError
 
-__all__ = ["NeuralBatch", "SignalSpec", "TIME_AXES", "SPECTRAL_AXES", "KNOWN_AXES"]
+__all__ = ["NeuralBatch", "SignalSpec", "TIME_AXES", "SPECTRAL_AXES", "KNOWN_AXES", "FLOAT_DTYPES"]
 
 TIME_AXES: tuple[str, ...] = ("batch", "channel", "time")
 SPECTRAL_AXES: tuple[str, ...] = ("batch", "channel", "freq", "time")
 KNOWN_AXES = frozenset({"batch", "channel", "time", "freq", "feature"})
+#: Signal dtypes pipelines and ops accept (half precision is computed in float32 where needed).
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_axes(axes: tuple[str, ...], where: str) -> None:

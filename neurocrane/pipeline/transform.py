@@ -28,7 +28,7 @@ import pydantic
 import torch
 from pydantic import ConfigDict
 
-from neurocrane.batch import NeuralBatch, SignalSpec
+from neurocrane.batch import FLOAT_DTYPES, NeuralBatch, SignalSpec
 from neurocrane.errors import (
     DuplicateTransformError,
     InputDTypeError,
@@ -254,9 +254,6 @@ class Transform(pydantic.BaseModel):
         return hash((self.op, repr(sorted(self.model_dump(mode="json").items()))))
 
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
 def as_batch(data: Any, **metadata: Any) -> tuple[NeuralBatch, str]:
     """Wrap pipeline input in a :class:`NeuralBatch`.
 
@@ -315,7 +312,7 @@ def restore_kind(batch: NeuralBatch, kind: str) -> torch.Tensor | NeuralBatch:
 
 
 def _check_float(x: torch.Tensor) -> None:
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise InputDTypeError(
             f"expected floating-point signals (float32 or float64); got dtype {x.dtype}. "
             "Convert with x.float() (integer recordings should be scaled to physical units first)."

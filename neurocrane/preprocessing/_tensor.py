@@ -7,17 +7,15 @@ import math
 
 import torch
 
-from neurocrane.batch import SignalSpec
+from neurocrane.batch import FLOAT_DTYPES, SignalSpec
 from neurocrane.errors import InputDTypeError, InputError, SpecError
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_signals(x: torch.Tensor, op: str, ranks: tuple[int, ...] = (2, 3)) -> None:
     """Raise a clear error unless ``x`` is a floating-point tensor of an accepted rank."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{op}: expected a torch.Tensor; got {type(x).__name__}. Use torch.as_tensor(array).")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise InputDTypeError(f"{op}: expected floating-point data (float32/float64); got {x.dtype}. Use x.float().")
     if x.ndim not in ranks:
         shapes = {2: "(channels, time)", 3: "(batch, channels, time)", 4: "(batch, channels, freqs, time)"}

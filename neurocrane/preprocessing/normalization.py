@@ -287,7 +287,10 @@ def _check_axis_names(axes: tuple[str, ...]) -> tuple[str, ...]:
 def _require_named_axes(op: str, axes: tuple[str, ...], spec: SignalSpec) -> SignalSpec:
     missing = [a for a in axes if a not in spec.axes]
     if missing:
-        raise SpecError(f"{op} over axes {missing}, but the data has axes {spec.axes}.")
+        raise SpecError(
+            f"{op} over axes {missing}, but the data has axes {spec.axes}; name axes the data has "
+            "(e.g. axes=('time',)) or place the step after the one that creates the axis."
+        )
     return spec
 
 
