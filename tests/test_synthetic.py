@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -131,11 +130,9 @@ def test_high_gamma_effect_is_learnable_only_with_sound_preprocessing():
     assert scores[False] < 0.7  # raw amplitude: dominated by 1/f and line noise
 
 
-def test_corpus_layout_reuse_and_speed(tmp_path: Path):
-    start = time.perf_counter()
+def test_corpus_layout_and_reuse(tmp_path: Path):
+    # (generation speed, ~1.5 s for this corpus, is not asserted: tests must not depend on timing)
     index = make_synthetic_corpus(tmp_path / "c", n_subjects=3, sessions_per_subject=2, duration_s=60.0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 15.0  # ~1.5 s on a quiet core; generous for busy CI machines
     assert isinstance(index, RecordingIndex) and len(index) == 6
     assert index.subjects == ("sub-01", "sub-02", "sub-03")
     rec = index.open("sub-02", "ses-02")
