@@ -350,3 +350,77 @@ def test_pooled_loading_leaves_no_segments_and_no_resource_tracker_warnings(tmp_
     segments = out.stdout.split()[1:]
     assert out.stdout.startswith("segments") and 2 <= len(segments) <= 4  # at most 2 blocks in each of 2 pools
     assert not any(_exists(s) for s in segments)  # every segment unlinked when the workers ended
+
+
+def _dirty_sessions():
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((4, 600)).astype(np.float32)
+    a[2, 10:30] = np.nan  # NaNs in a bad channel count too (BasicPreprocessor counts before masking)
+    a[0, 205] = -np.inf
+    b = rng.standard_normal((3, 500)).astype(np.float32)
+    b[1, 7] = np.nan
+    ra = Recording.from_array(a, 100.0, ["A0", "A1", "A2", "X"], session_id="a", bad_channels=["A2"])
+    rb = Recording.from_array(b, 100.0, ["X", "B0", "B1"], session_id="b", bad_channels=["B1"])
+    from neurocrane.data.windows import ConcatWindowDataset
+
+    return ConcatWindowDataset([WindowDataset(ra, context_length=0.5), WindowDataset(rb, context_length=0.5)])
+
+
+@pytest.mark.parametrize("indices", [[0, 1, 2, 3], [4, 12, 0, 19, 2], list(range(22))])
+def test_cleaning_inside_the_read_gives_the_batch_basic_preprocessor_gives(indices):
+    ds = _dirty_sessions()
+    fused_pre = BasicPreprocessor()
+    collator = WindowCollator(fused_pre, pool_size=2)
+    for _ in range(2):  # the second time the non-finite counts come from the per-window memo
+        want = BasicPreprocessor()(collate_windows(ds.__getitems__(indices)))
+        got = collator(ds.__getitems__(indices))
+        assert torch.equal(got["neural_data"], want["neural_data"]) and got["n_replaced"] == want["n_replaced"] > 0
+        assert torch.equal(got["channel_mask"], want["channel_mask"]) and got["channel_names"] == want["channel_names"]
+    assert fused_pre.n_replaced == 2 * want["n_replaced"] and fused_pre.n_batches_with_nonfinite == 2
+
+
+def test_a_preprocessor_subclass_that_changes_the_clean_up_is_called_not_fused():
+    class Clip(BasicPreprocessor):
+        def __call__(self, batch):
+            batch = super().__call__(batch)
+            batch["neural_data"] = batch["neural_data"].clamp(-0.5, 0.5)
+            return batch
+
+    ds = _dirty_sessions()
+    got = WindowCollator(Clip())(ds.__getitems__([0, 1]))
+    assert got["neural_data"].abs().max() <= 0.5 and got["n_replaced"] > 0
+    raw = WindowCollator(None)(ds.__getitems__([0, 1]))  # no preprocessor: nothing cleaned
+    assert torch.isnan(raw["neural_data"]).any() and "n_replaced" not in raw
+
+
+def test_read_into_counts_non_finite_values_once_per_window():
+    ds = _dirty_sessions().datasets[0]
+    out = np.empty((2, ds.window_samples, 4), np.float32)
+    assert ds._nonfinite.tolist() == [-1] * len(ds)
+    assert ds.read_into([0, 4], out) == 21  # 20 NaN in window 0, one -inf in window 4
+    assert np.isnan(out[0]).sum() == 20  # clean=False copies as stored
+    assert ds._nonfinite[[0, 4]].tolist() == [20, 1] and (ds._nonfinite[[1, 2, 3]] == -1).all()
+    assert ds.read_into([0, 4], out, clean=True) == 21
+    assert np.isfinite(out).all() and (out[:, :, 2] == 0).all()  # bad channel A2 zeroed
+    x16 = (np.arange(2 * 400).reshape(2, 400) % 50).astype(np.int16)
+    ds16 = WindowDataset(Recording.from_array(x16, 100.0, ["A", "B"], scale=0.5), context_length=1.0)
+    assert (ds16._nonfinite == 0).all()  # scaled int16 is always finite: nothing to learn
+
+
+def test_basic_preprocessor_counts_are_exact_across_threads_and_survive_pickling():
+    import threading
+
+    pre = BasicPreprocessor(log_every=0)
+
+    def work():
+        for _ in range(500):
+            pre.record({}, 3)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert pre.n_replaced == 6000 and pre.n_batches_with_nonfinite == 2000
+    again = pickle.loads(pickle.dumps(pre))
+    assert again.n_replaced == 6000 and again.record({}, 1)["n_replaced"] == 1 and again.n_replaced == 6001

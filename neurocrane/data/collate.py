@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,8 @@ import torch
 from torch.utils.data import default_collate, get_worker_info
 
 from neurocrane.batch import NeuralBatch
+from neurocrane.data.block_pool import LocalBlockPool
+from neurocrane.data.preprocessing import BasicPreprocessor
 from neurocrane.data.shm_pool import AVAILABLE as _SHM_AVAILABLE
 from neurocrane.data.shm_pool import ShmBlockPool
 from neurocrane.data.windows import WindowRequest
@@ -87,7 +90,7 @@ def collate_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not len(samples):
         raise InputError("collate_windows: got an empty list of samples; a batch needs at least one window.")
     if isinstance(samples, WindowRequest):
-        return _collate_request(samples, _new_block)
+        return _collate_request(samples, _new_block)[0]
     datas = [torch.as_tensor(s["neural_data"]) for s in samples]
     for i, x in enumerate(datas):
         if x.ndim != 2:
@@ -177,9 +180,14 @@ def _new_block(shape: tuple[int, int, int]) -> torch.Tensor:
     return torch.empty(shape, dtype=torch.float32)
 
 
-def _collate_request(request: WindowRequest, new_block: Callable[[tuple[int, int, int]], torch.Tensor]) -> dict[str, Any]:
+def _collate_request(
+    request: WindowRequest, new_block: Callable[[tuple[int, int, int]], torch.Tensor], clean: bool = False
+) -> tuple[dict[str, Any], int]:
     """Batch the windows of a :class:`WindowRequest`: one copy per window into a time-major block
-    from ``new_block((B, T, C))``; metadata built once per session."""
+    from ``new_block((B, T, C))``; metadata built once per session.
+
+    Returns the batch and the number of non-finite values read; with ``clean`` they are replaced
+    by 0 and bad channels zeroed while each window is in cache (``WindowDataset.read_into``)."""
     groups = request.groups()
     first = groups[0][0]
     for ds, _ in groups[1:]:
@@ -203,42 +211,52 @@ def _collate_request(request: WindowRequest, new_block: Callable[[tuple[int, int
     names = [ds.channel_names for ds, _ in groups]
     homogeneous = all(n == names[0] for n in names)
     union = names[0] if homogeneous else tuple(dict.fromkeys(c for n in names for c in n))
-    col = {c: j for j, c in enumerate(union)}
+    col = None if homogeneous else {c: j for j, c in enumerate(union)}
     B, T, C = len(request), first.window_samples, len(union)
     block = new_block((B, T, C))
     out = block.numpy()
     if not homogeneous:
         out.fill(0.0)  # channels a session lacks stay zero (and masked)
-    mask = torch.zeros(B, C, dtype=torch.bool)
+    # Metadata in NumPy: every torch call releases and retakes the GIL, which loader threads
+    # would then hand back and forth between them.
+    mask = np.zeros((B, C), dtype=bool)
     has_positions = any(ds._positions is not None for ds, _ in groups)
-    positions = torch.zeros(B, C, 3, dtype=torch.float32) if has_positions else None
+    positions = np.zeros((B, C, 3), dtype=np.float32) if has_positions else None
     labels = np.empty(B, dtype=np.int64)
     starts = np.empty(B, dtype=np.int64)
     subjects: list[str] = [""] * B
     sessions: list[str] = [""] * B
+    reads = []  # (dataset, window positions, batch rows, columns of `out`)
     for ds, rows in groups:
-        idx = np.arange(C) if homogeneous else np.array([col[c] for c in ds.channel_names], dtype=np.int64)
-        contiguous = len(idx) and bool((np.diff(idx) == 1).all())
-        columns = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
         pos = request.positions[rows]
-        ds.read_into(pos, out, rows=rows, columns=columns)
-        t_rows, t_idx = torch.from_numpy(rows), torch.from_numpy(idx)
-        m = torch.zeros(C, dtype=torch.bool)
-        m[t_idx] = ds._mask
-        mask[t_rows] = m
-        if positions is not None and ds._positions is not None:
-            p = torch.zeros(C, 3, dtype=torch.float32)
-            p[t_idx] = ds._positions
-            positions[t_rows] = p
+        if homogeneous:  # the common case (session batching): every column in order
+            reads.append((ds, pos, rows, slice(0, C)))
+            mask[rows] = ds._good
+            if positions is not None and ds._positions is not None:
+                positions[rows] = ds._positions_array
+        else:
+            idx = np.array([col[c] for c in ds.channel_names], dtype=np.int64)
+            contiguous = len(idx) and bool((np.diff(idx) == 1).all())
+            columns = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+            reads.append((ds, pos, rows, columns))
+            good = np.zeros(C, dtype=bool)
+            good[idx] = ds._good
+            mask[rows] = good
+            if positions is not None and ds._positions is not None:
+                p = np.zeros((C, 3), dtype=np.float32)
+                p[idx] = ds._positions_array
+                positions[rows] = p
         labels[rows] = ds.labels[pos]
         starts[rows] = ds.starts[pos]
+        subject, session = str(ds.subject_id), str(ds.session_id)
         for r in rows.tolist():
-            subjects[r], sessions[r] = str(ds.subject_id), str(ds.session_id)
-    return {
+            subjects[r], sessions[r] = subject, session
+    n_nonfinite = _read_windows(reads, out, clean, request.run_parts, request.n_parts)
+    batch = {
         "neural_data": block.transpose(1, 2),  # (B, C, T) view of the time-major block
-        "channel_mask": mask,
+        "channel_mask": torch.from_numpy(mask),
         "channel_names": union,
-        "channel_positions": positions,
+        "channel_positions": None if positions is None else torch.from_numpy(positions),
         "sampling_rate": float(first.recording.sampling_rate),
         "labels": torch.from_numpy(labels),
         "subject_id": subjects,
@@ -246,6 +264,32 @@ def _collate_request(request: WindowRequest, new_block: Callable[[tuple[int, int
         "start": torch.from_numpy(starts),
         "applied": tuple(first.applied),
     }
+    return batch, n_nonfinite
+
+
+def _read_windows(
+    reads: list[tuple[Any, np.ndarray, np.ndarray, slice | np.ndarray]],
+    out: np.ndarray,
+    clean: bool,
+    run_parts: Callable[[list[Callable[[], int]]], list[int]] | None,
+    n_parts: int,
+) -> int:
+    """Copy every window of a batch into ``out``; with ``run_parts``, in up to ``n_parts`` pieces
+    that loader threads copy together (each piece a run of whole windows). Returns the number of
+    non-finite values read."""
+    n_windows = sum(len(rows) for _, _, rows, _ in reads)
+    if run_parts is None or n_parts < 2 or n_windows < 2:
+        return sum(ds.read_into(pos, out, rows=rows, columns=columns, clean=clean) for ds, pos, rows, columns in reads)
+    # Several pieces per thread: a helper thread that wakes late still finds work, and the last
+    # piece anyone waits for is short.
+    size = max(1, -(-n_windows // (4 * n_parts)))
+    parts = []
+    for ds, pos, rows, columns in reads:
+        copy = ds._window_copier(out, columns, clean)
+        pos, rows = pos.tolist(), rows.tolist()
+        for i in range(0, len(rows), size):
+            parts.append(partial(copy, pos[i:i + size], rows[i:i + size]))
+    return sum(run_parts(parts))
 
 
 def to_neural_batch(batch: Mapping[str, Any]) -> NeuralBatch:
@@ -292,15 +336,20 @@ def to_neural_batch(batch: Mapping[str, Any]) -> NeuralBatch:
 class WindowCollator:
     """``collate_fn`` for DataLoaders: :func:`collate_windows`, then an optional clean-up step.
 
-    A class (not a closure) so DataLoader workers started with ``spawn`` can pickle it. In a
-    worker process, batches of a :class:`~neurocrane.data.windows.WindowRequest` are built in a
-    pool of reused shared-memory blocks (module docstring); in the main process, in fresh memory.
+    A class (not a closure) so DataLoader workers started with ``spawn`` can pickle it. Batches of
+    a :class:`~neurocrane.data.windows.WindowRequest` (what window datasets give a DataLoader) are
+    built in reused blocks: a :class:`~neurocrane.data.block_pool.LocalBlockPool` in the main
+    process and its loader threads, a pool of named shared memory in worker processes (module
+    docstring). With a :class:`~neurocrane.data.BasicPreprocessor` the clean-up is done on each
+    window while it is read (in cache; :meth:`WindowDataset.read_into`) and the preprocessor only
+    records the counts, which gives the same batch as running it afterwards.
 
     Args:
         preprocessor: Called on the batch dict after collation, e.g. a
             :class:`~neurocrane.data.BasicPreprocessor`; ``None`` for none.
-        pool_size: Shared-memory blocks each worker may keep for reuse (each one batch in size;
-            they stay allocated while the worker lives). 0 turns the pool off.
+        pool_size: Batch-sized blocks kept for reuse (per worker process, or for the main process
+            and its threads). They stay allocated while the collator lives; a batch you keep
+            keeps its block. 0 turns reuse off.
 
     Example:
         >>> from neurocrane.data.preprocessing import BasicPreprocessor
@@ -313,9 +362,14 @@ class WindowCollator:
         self.preprocessor = preprocessor
         self.pool_size = int(pool_size)
         self._pool: ShmBlockPool | None = None
+        self._local = LocalBlockPool(self.pool_size) if self.pool_size else None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_pool": None}  # a pool belongs to the process that made it
+        return {**self.__dict__, "_pool": None, "_local": None}  # pools belong to the process that made them
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = LocalBlockPool(self.pool_size) if self.pool_size else None
 
     def _worker_pool(self) -> ShmBlockPool | None:
         if not self.pool_size or not _SHM_AVAILABLE or get_worker_info() is None:
@@ -324,11 +378,30 @@ class WindowCollator:
             self._pool = ShmBlockPool(self.pool_size)
         return self._pool
 
+    def _fused(self) -> bool:
+        """Whether the clean-up can run inside the read: a plain BasicPreprocessor (not a subclass
+        that changes what it does)."""
+        return self.preprocessor is not None and type(self.preprocessor).__call__ is BasicPreprocessor.__call__
+
+    def _finish(self, batch: dict[str, Any], n_nonfinite: int, fused: bool) -> dict[str, Any]:
+        if fused:
+            return self.preprocessor.record(batch, n_nonfinite)
+        return batch if self.preprocessor is None else self.preprocessor(batch)
+
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        pool = self._worker_pool() if isinstance(samples, WindowRequest) else None
-        if pool is None:
+        if not isinstance(samples, WindowRequest):
             batch = collate_windows(samples)
             return batch if self.preprocessor is None else self.preprocessor(batch)
+        fused = self._fused()
+        pool = self._worker_pool()
+        if pool is None:
+            local = self._local
+
+            def local_block(shape: tuple[int, int, int]) -> torch.Tensor:
+                block = None if local is None else local.take(shape)
+                return _new_block(shape) if block is None else block
+
+            return self._finish(*_collate_request(samples, local_block, clean=fused), fused)
         taken: list[int | None] = []
 
         def new_block(shape: tuple[int, int, int]) -> torch.Tensor:
@@ -340,9 +413,7 @@ class WindowCollator:
             return got[0]
 
         try:
-            batch = _collate_request(samples, new_block)
-            if self.preprocessor is not None:
-                batch = self.preprocessor(batch)
+            batch = self._finish(*_collate_request(samples, new_block, clean=fused), fused)
         except BaseException:
             for slot in taken:
                 if slot is not None:

@@ -10,6 +10,7 @@ replacements (and every ``log_every``-th after it) is logged as a warning on the
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -53,6 +54,14 @@ class BasicPreprocessor:
         self.log_every = int(log_every)
         self.n_replaced = 0
         self.n_batches_with_nonfinite = 0
+        self._lock = threading.Lock()  # loader threads may share one preprocessor
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __call__(self, batch: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """Clean ``batch["neural_data"]`` in the dict (returned, also modified in place).
@@ -110,15 +119,32 @@ class BasicPreprocessor:
                     x = x.clone()
                 x[(~mask).nonzero(as_tuple=True)] = 0.0
         batch["neural_data"] = x
-        batch["n_replaced"] = n_bad  # a plain int: moving the batch to a GPU never syncs on it
-        if n_bad:
-            self.n_replaced += n_bad
-            self.n_batches_with_nonfinite += 1
-            k = self.n_batches_with_nonfinite
+        return self.record(batch, n_bad)
+
+    def record(self, batch: MutableMapping[str, Any], n_replaced: int) -> MutableMapping[str, Any]:
+        """Account for ``n_replaced`` values already replaced in ``batch``: set ``n_replaced`` on it,
+        add to the totals, log as described above.
+
+        :class:`~neurocrane.data.WindowCollator` cleans windows while it reads them (the same
+        clean-up, done in cache) and calls this instead of :meth:`__call__`.
+
+        Args:
+            batch: The batch dict (modified in place and returned).
+            n_replaced: Non-finite values replaced in it.
+
+        Returns:
+            ``batch`` with ``n_replaced`` set.
+        """
+        batch["n_replaced"] = int(n_replaced)  # a plain int: moving the batch to a GPU never syncs on it
+        if n_replaced:
+            with self._lock:
+                self.n_replaced += int(n_replaced)
+                self.n_batches_with_nonfinite += 1
+                k, total = self.n_batches_with_nonfinite, self.n_replaced
             if k == 1 or (self.log_every and k % self.log_every == 0):
                 logger.warning(
                     "BasicPreprocessor replaced %d non-finite value(s) (NaN/Inf) with 0 in this batch "
-                    "(%d value(s) in %d batch(es) so far).", n_bad, self.n_replaced, k,
+                    "(%d value(s) in %d batch(es) so far).", n_replaced, total, k,
                 )
         return batch
 

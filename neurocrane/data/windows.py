@@ -27,7 +27,7 @@ window into a time-major ``(batch, time, channels)`` block and metadata built on
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -250,9 +250,17 @@ class WindowDataset(Dataset):
         self.subject_id = rec.subject_id
         self.session_id = rec.session_id
         self.channel_names = tuple(rec.channel_names)
-        self._positions = None if rec.channel_positions is None else torch.tensor(np.asarray(rec.channel_positions, dtype=np.float32))
-        self._mask = torch.as_tensor(~np.asarray(rec.bad_channels, dtype=bool))
+        self._positions_array = None if rec.channel_positions is None else np.array(rec.channel_positions, dtype=np.float32)
+        self._good = ~np.asarray(rec.bad_channels, dtype=bool)
+        self._positions = None if self._positions_array is None else torch.tensor(self._positions_array)
+        self._mask = torch.as_tensor(self._good)
         self.applied = tuple(getattr(rec, "applied", ()) or ())
+        self._bad = np.flatnonzero(np.asarray(rec.bad_channels, dtype=bool))
+        # Non-finite values per window, learnt on first read (-1: not read yet). Recordings are
+        # immutable, so later reads of a window skip the check; scaled int16 is always finite.
+        scale = rec.scale
+        known = rec.storage_dtype != "float32" and (scale is None or bool(np.isfinite(scale).all()))
+        self._nonfinite = np.full(len(self.starts), 0 if known else -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -303,10 +311,15 @@ class WindowDataset(Dataset):
         out: np.ndarray,
         rows: Sequence[int] | np.ndarray | None = None,
         columns: slice | np.ndarray | None = None,
-    ) -> None:
+        *,
+        clean: bool = False,
+    ) -> int:
         """Copy windows, time-major, into rows of a float32 ``(n, time, channels)`` array.
 
         One plain copy per window out of the memory map (int16 storage is scaled on the way).
+        Each window's count of non-finite values is learnt the first time it is read, while the
+        window is still in the CPU cache, and remembered (recordings do not change), so later
+        epochs pay nothing for it.
 
         Args:
             positions: Window indices ``(n,)`` (non-negative, in range).
@@ -314,27 +327,67 @@ class WindowDataset(Dataset):
             rows: Row of ``out`` for each window (default: ``0 .. n-1``).
             columns: Where this recording's channels go in the last axis of ``out`` (default: all
                 of it, in order).
+            clean: Also do :class:`~neurocrane.data.BasicPreprocessor`'s clean-up on each window
+                while it is in cache: non-finite values become 0 and the recording's bad channels
+                are zeroed. (Done in a separate pass over a whole batch, it costs as much memory
+                traffic as the copy itself.)
+
+        Returns:
+            The number of non-finite values (NaN, +-Inf) the windows held (all channels, bad ones
+            included), whether or not ``clean`` replaced them.
 
         Example:
             >>> out = np.empty((2, ds.window_samples, len(ds.channel_names)), np.float32)
             >>> ds.read_into([0, 1], out)
+            0
         """
-        storage = self.recording.read_raw(0, self.recording.n_times)  # a view of the memory map
-        scale = self.recording.scale
-        cols = slice(None) if columns is None else columns
-        T = self.window_samples
+        # A plain ndarray view of the memory map: slicing a np.memmap costs microseconds per window.
         positions = np.asarray(positions, dtype=np.int64)
         rows = range(len(positions)) if rows is None else np.asarray(rows, dtype=np.int64).tolist()
-        for row, p in zip(rows, positions.tolist(), strict=True):
-            start = int(self.starts[p])
-            block = storage[start:start + T]
-            target = out[row]  # (T, C_out) view
-            if scale is None:
-                target[:, cols] = block
-            elif isinstance(cols, slice):
-                np.multiply(block, scale, out=target[:, cols], casting="unsafe")
-            else:  # target[:, array] would be a copy, not a view to write into
-                target[:, cols] = block * scale
+        return self._window_copier(out, columns, clean)(positions.tolist(), rows)
+
+    def _window_copier(
+        self, out: np.ndarray, columns: slice | np.ndarray | None, clean: bool
+    ) -> Callable[[Sequence[int], Sequence[int]], int]:
+        """``copy(positions, rows) -> non-finite count``: :meth:`read_into` with the set-up done once,
+        so loader threads can copy pieces of one batch with little Python (GIL) per piece."""
+        # A plain ndarray view of the memory map: slicing a np.memmap costs microseconds per window.
+        storage = self.recording.read_raw(0, self.recording.n_times).view(np.ndarray)
+        scale = self.recording.scale
+        cols = slice(None) if columns is None else columns
+        bad = None
+        if clean and len(self._bad):
+            bad = (self._bad if columns is None else np.arange(out.shape[2])[cols][self._bad])
+        T = self.window_samples
+        starts, counts = self.starts, self._nonfinite
+
+        def copy(positions: Sequence[int], rows: Sequence[int]) -> int:
+            total = 0
+            for row, p in zip(rows, positions, strict=True):
+                start = int(starts[p])
+                block = storage[start:start + T]
+                target = out[row]  # (T, C_out) view
+                if scale is None:
+                    target[:, cols] = block
+                elif isinstance(cols, slice):
+                    np.multiply(block, scale, out=target[:, cols], casting="unsafe")
+                else:  # target[:, array] would be a copy, not a view to write into
+                    target[:, cols] = block * scale
+                n = int(counts[p])
+                if n < 0:
+                    # A sum of finite values is finite (barring overflow, which just takes the exact count).
+                    n = 0 if np.isfinite(np.add.reduce(block, axis=None)) else int(block.size - np.isfinite(block).sum())
+                    counts[p] = n
+                total += n
+                if clean:
+                    if n:
+                        window = target[:, cols] if isinstance(cols, slice) else target
+                        np.nan_to_num(window, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                    if bad is not None:
+                        target[:, bad] = 0.0
+            return total
+
+        return copy
 
     def __repr__(self) -> str:
         kind = "event windows" if self.label_map else "windows"
@@ -346,6 +399,11 @@ class WindowDataset(Dataset):
 
 def _positions(indices: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if not len(idx):
+        return idx
+    low, high = int(idx.min()), int(idx.max())
+    if low >= 0 and high < n:  # the usual case: nothing to check or wrap
+        return idx
     bad = (idx < -n) | (idx >= n)
     if bad.any():
         raise IndexError(f"window {int(idx[bad][0])} out of range for a dataset of {n} windows.")
@@ -364,6 +422,13 @@ class WindowRequest(Sequence):
         dataset_of: ``(n,)`` which of ``datasets`` each window comes from.
         positions: ``(n,)`` the window's index within its dataset.
 
+    Attributes:
+        run_parts: Set by a loader whose threads may share the work of one batch
+            (:class:`~neurocrane.data.WindowDataLoader`): called with a list of functions, it runs
+            them (on this thread and idle loader threads) and returns their results in order.
+            ``None``: collate copies every window on the calling thread.
+        n_parts: How many pieces the copy is worth splitting into (the loader's thread count).
+
     Example:
         >>> req = ds.__getitems__([3, 4])
         >>> len(req), req[0]["start"] == ds[3]["start"]
@@ -374,6 +439,8 @@ class WindowRequest(Sequence):
         self.datasets = list(datasets)
         self.dataset_of = np.asarray(dataset_of, dtype=np.int64)
         self.positions = np.asarray(positions, dtype=np.int64)
+        self.run_parts: Callable[[list[Callable[[], Any]]], list[Any]] | None = None
+        self.n_parts = 1
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -408,7 +475,9 @@ class ConcatWindowDataset(ConcatDataset):
 
     def __getitems__(self, indices: Sequence[int]) -> WindowRequest:
         idx = _positions(indices, len(self))
-        bounds = np.asarray(self.cumulative_sizes, dtype=np.int64)
+        bounds = getattr(self, "_bounds", None)
+        if bounds is None or len(bounds) != len(self.cumulative_sizes):
+            self._bounds = bounds = np.asarray(self.cumulative_sizes, dtype=np.int64)
+            self._offsets = np.concatenate([[0], bounds[:-1]])
         which = np.searchsorted(bounds, idx, side="right")
-        offsets = np.concatenate([[0], bounds[:-1]])
-        return WindowRequest(self.datasets, which, idx - offsets[which])
+        return WindowRequest(self.datasets, which, idx - self._offsets[which])
