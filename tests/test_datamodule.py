@@ -209,8 +209,9 @@ class _Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def test_set_epoch_fires_under_a_real_trainer(tmp_path, corpus):
-    d = dm(corpus, trials(tmp_path, ALL_CSV), val_split=0.0, batch_size=8, drop_last=False)
+@pytest.mark.parametrize("workers", [0, 2])  # the main thread, and two loader threads (the default kind)
+def test_set_epoch_fires_under_a_real_trainer(tmp_path, corpus, workers):
+    d = dm(corpus, trials(tmp_path, ALL_CSV), val_split=0.0, batch_size=8, drop_last=False, num_workers=workers)
     model = _Recorder()
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=3, logger=False, enable_checkpointing=False,
@@ -228,12 +229,17 @@ def test_set_epoch_fires_under_a_real_trainer(tmp_path, corpus):
     assert d.n_replaced > 0  # counted in the main process via on_after_batch_transfer
 
 
-def test_worker_batches_equal_main_process_batches_and_are_time_major(tmp_path, corpus):
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_worker_batches_equal_main_process_batches_and_are_time_major(tmp_path, corpus, worker_type):
+    from neurocrane.data.loader import WindowDataLoader
     from neurocrane.data.windows import ConcatWindowDataset
 
     path = trials(tmp_path, ALL_CSV)
     kw = dict(val_split=0.0, batch_strategy="random", batch_size=5, drop_last=False)
-    main, workers = dm(corpus, path, **kw), dm(corpus, path, num_workers=2, **kw)
+    main, workers = dm(corpus, path, **kw), dm(corpus, path, num_workers=2, worker_type=worker_type, **kw)
+    loader = workers.train_dataloader()
+    assert isinstance(loader, WindowDataLoader) and loader.worker_type == worker_type
+    assert loader.prefetch_factor == (1 if worker_type == "thread" else 2)
     for d in (main, workers):
         d.setup()
         assert isinstance(d.train_dataset, ConcatWindowDataset)
@@ -246,3 +252,13 @@ def test_worker_batches_equal_main_process_batches_and_are_time_major(tmp_path, 
         for batch in (x, y):  # (B, C, T) views of time-major (B, T, C) memory
             assert batch["neural_data"].transpose(1, 2).is_contiguous()
     assert sum(x["n_replaced"] for x in a) > 0
+
+
+def test_worker_type_and_prefetch_factor_are_checked(tmp_path, corpus):
+    path = trials(tmp_path, ALL_CSV)
+    with pytest.raises(InputError, match="worker_type must be 'thread' or 'process'"):
+        dm(corpus, path, worker_type="greenlet")
+    with pytest.raises(InputError, match="prefetch_factor"):
+        dm(corpus, path, prefetch_factor=0)
+    d = dm(corpus, path, num_workers=2, prefetch_factor=3, val_split=0.0)
+    assert d.train_dataloader().prefetch_factor == 3

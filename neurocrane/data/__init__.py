@@ -3,7 +3,9 @@
 Readers for MNE/BIDS live in :mod:`neurocrane.data.readers` and import MNE only when called.
 """
 
+from neurocrane.data.block_pool import LocalBlockPool
 from neurocrane.data.collate import WindowCollator, collate_windows, to_neural_batch
+from neurocrane.data.loader import WindowDataLoader
 from neurocrane.data.preprocessing import BasicPreprocessor
 from neurocrane.data.recording import (
     Event,
@@ -46,6 +48,8 @@ __all__ = [
     "collate_windows",
     "to_neural_batch",
     "WindowCollator",
+    "WindowDataLoader",
+    "LocalBlockPool",
     "BasicPreprocessor",
     "iEEGDataModule",
     "read_subject_trials",

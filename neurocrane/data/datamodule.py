@@ -45,6 +45,7 @@ import yaml
 from torch.utils.data import ConcatDataset, DataLoader
 
 from neurocrane.data.collate import WindowCollator
+from neurocrane.data.loader import WindowDataLoader, WorkerType
 from neurocrane.data.preprocessing import BasicPreprocessor
 from neurocrane.data.recording import Recording, RecordingIndex
 from neurocrane.data.samplers import (
@@ -209,7 +210,8 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         train_subject_trials_file: Sessions to use (format in the module docstring).
         context_length: Window length in seconds.
         batch_size: Windows per batch (per rank).
-        num_workers: DataLoader worker processes.
+        num_workers: Loader workers (threads or processes, see ``worker_type``); 0 loads in the
+            main thread.
         val_split: Fraction of sessions (or subjects) held out for validation; 0 for none.
         data_root_dir: Folder holding the recordings. Default: ``$NEUROCRANE_DATA_ROOT``, else the
             folder of the subject/trials file.
@@ -232,6 +234,13 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
             each recording once (cached under ``cache_dir``, filled in ``prepare_data``) before
             windowing, and batches carry its fingerprint in ``applied``.
         cache_dir: Where the recording cache lives (default: next to each recording).
+        worker_type: ``"thread"`` (default): workers are threads of this process (reading windows
+            is a memory copy that releases the GIL, so threads load in parallel and hand batches
+            over for free); ``"process"``: standard DataLoader worker processes (see
+            :class:`~neurocrane.data.WindowDataLoader`).
+        prefetch_factor: Batches each worker loads ahead. Default: 1 for threads (loading windows
+            is bound by memory bandwidth, and every batch ahead is one more batch-sized buffer
+            falling out of the CPU cache), 2 (torch's default) for processes.
 
     Example:
         >>> dm = iEEGDataModule("trials.csv", context_length=2.0, batch_size=16, num_workers=2,
@@ -264,6 +273,8 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
         pin_memory: bool | None = None,
         pipeline: Any = None,
         cache_dir: str | Path | None = None,
+        worker_type: WorkerType = "thread",
+        prefetch_factor: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["pipeline"])
@@ -281,6 +292,10 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
             raise InputError(f"val_split must be in [0, 1); got {val_split!r}.")
         if int(num_workers) != num_workers or num_workers < 0:
             raise InputError(f"num_workers must be a non-negative int; got {num_workers!r}.")
+        if worker_type not in ("thread", "process"):
+            raise InputError(f"worker_type must be 'thread' or 'process'; got {worker_type!r}.")
+        if prefetch_factor is not None and (int(prefetch_factor) != prefetch_factor or prefetch_factor < 1):
+            raise InputError(f"prefetch_factor must be a positive int or None; got {prefetch_factor!r}.")
         # in place: it only ever sees tensors its own collate just built
         self.basic_preprocessor = BasicPreprocessor(inplace=True)
         if isinstance(pipeline, Mapping):
@@ -432,13 +447,20 @@ class iEEGDataModule(pl.LightningDataModule):  # noqa: N801 (name from SPEC)
     def _loader(self, dataset: ConcatDataset, train: bool) -> DataLoader:
         hp = self.hparams
         pin = torch.cuda.is_available() if hp.pin_memory is None else bool(hp.pin_memory)
-        return DataLoader(
+        threads = hp.worker_type == "thread" and hp.num_workers > 0
+        prefetch = hp.prefetch_factor or (1 if threads else 2)
+        # Reused batch blocks: per worker process a few; in this process, one per batch in flight
+        # (loader threads build each window batch together) plus the two a training loop holds.
+        pool_size = prefetch + 2 if threads else (4 if hp.num_workers else 3)
+        return WindowDataLoader(
             dataset,
             batch_sampler=self._batch_sampler(dataset, train),
             num_workers=hp.num_workers,
-            collate_fn=WindowCollator(self.basic_preprocessor),
+            collate_fn=WindowCollator(self.basic_preprocessor, pool_size=pool_size),
             pin_memory=pin,
             persistent_workers=hp.num_workers > 0,
+            worker_type=hp.worker_type,
+            prefetch_factor=prefetch if hp.num_workers else None,
         )
 
     def _require_setup(self) -> None:
