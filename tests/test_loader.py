@@ -179,17 +179,19 @@ def test_no_sampler_batching_and_a_timeout_error():
     assert [int(x) for x in got] == [0, 1, 2]
 
     class Slow(torch.utils.data.Dataset):
-        release = threading.Event()
+        started, release = threading.Event(), threading.Event()
 
         def __len__(self):
             return 2
 
         def __getitem__(self, i):
+            self.started.set()
             self.release.wait(timeout=30)
             return i
 
     slow = Slow()
     it = iter(WindowDataLoader(slow, batch_size=1, num_workers=1, timeout=0.05))
+    assert slow.started.wait(timeout=30)  # a loader thread is building the first batch: next() waits for it
     try:
         with pytest.raises(RuntimeError, match="timed out after 0.05 seconds"):
             next(it)
@@ -197,7 +199,7 @@ def test_no_sampler_batching_and_a_timeout_error():
         slow.release.set()
 
 
-def test_pin_memory_pins_every_tensor_in_the_loader_threads(monkeypatch):
+def test_pin_memory_pins_every_tensor_of_every_batch(monkeypatch):
     class Pinnable:
         def __init__(self):
             self.pinned = False
@@ -223,7 +225,8 @@ def test_pin_memory_pins_every_tensor_in_the_loader_threads(monkeypatch):
     loader = WindowDataLoader(_sessions(), batch_size=16, num_workers=2, pin_memory=True,
                               collate_fn=WindowCollator(BasicPreprocessor()))
     batches = list(loader)
-    assert pinned_in and all(name.startswith("neurocrane-loader") for name in pinned_in)
+    # every tensor of every batch, pinned by whichever thread built the batch
+    assert len(pinned_in) == sum(isinstance(v, torch.Tensor) for batch in batches for v in batch.values())
     assert all(torch.isfinite(b["neural_data"]).all() for b in batches)
 
 
@@ -348,3 +351,27 @@ def test_split_copies_equal_whole_batch_copies_for_every_storage_kind():
             _assert_same_batch(split, whole)
     finally:
         threads.close(wait=True)
+
+
+def test_the_consumer_builds_a_batch_no_thread_has_started(monkeypatch):
+    busy = threading.Event()
+
+    def stuck_thread(tasks):  # a loader thread that never gets to the queue (e.g. busy elsewhere)
+        busy.wait(timeout=30)
+
+    monkeypatch.setattr(loader_module, "_run_tasks", stuck_thread)
+    built_by = []
+
+    class Recording(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            built_by.append(threading.current_thread().name)
+            return torch.tensor(i)
+
+    try:
+        got = [b.tolist() for b in WindowDataLoader(Recording(), batch_size=2, num_workers=2)]
+    finally:
+        busy.set()
+    assert got == [[0, 1], [2, 3], [4, 5]] and set(built_by) == {threading.current_thread().name}

@@ -25,7 +25,11 @@ returned it. With ``worker_type="thread"``:
 * **Other map-style datasets**: ``num_workers * prefetch_factor`` batches ahead, one per thread at
   a time, as worker processes would.
 
-``pin_memory`` pins in the loader threads.
+A consumer that asks for a batch no thread has started yet builds it itself (claimed atomically,
+so each batch is built once) instead of sleeping until a thread wakes up for it: while the
+consumer is busy (a training step), the threads build ahead; when loading is the bottleneck, the
+consumer's thread joins in. ``timeout`` applies to waiting for a batch a loader thread is
+building. ``pin_memory`` pins in whichever thread built the batch.
 """
 
 from __future__ import annotations
@@ -139,20 +143,33 @@ class _PartsJob:
         return self._results
 
 
+class _BatchTask:
+    """One batch to build; whoever claims it first (a loader thread, or the consumer that needs
+    it and finds it not started) builds it."""
+
+    __slots__ = ("_claim", "live", "results", "seq", "fetch", "index")
+
+    def __init__(self, live: list[bool], results: queue.SimpleQueue, seq: int, fetch: Callable[..., Any], index: Any):
+        self._claim = threading.Lock()
+        self.live, self.results, self.seq, self.fetch, self.index = live, results, seq, fetch, index
+
+    def claim(self) -> bool:
+        return self._claim.acquire(blocking=False)
+
+    def run(self, *args: Any) -> tuple[bool, Any]:
+        try:
+            return True, self.fetch(self.index, *args)
+        except BaseException as error:  # surfaces at the consumer's next()
+            return False, error
+
+
 def _run_tasks(tasks: queue.SimpleQueue) -> None:
     while (task := tasks.get()) is not None:
         if isinstance(task, _PartsJob):
             task.work()
-            del task
-            continue
-        live, results, seq, fetch, index = task
-        if not live[0]:  # its iterator was dropped: skip the work
-            continue
-        try:
-            results.put((seq, True, fetch(index)))
-        except BaseException as error:  # surfaces at the consumer's next()
-            results.put((seq, False, error))
-        del task, live, results, fetch, index  # hold no batch while waiting for the next task
+        elif task.live[0] and task.claim():  # skip the batches of a dropped iterator, or taken
+            task.results.put((task.seq, *task.run()))
+        del task  # hold no batch while waiting for the next task
 
 
 class WindowDataLoader(DataLoader):
@@ -223,6 +240,25 @@ class WindowDataLoader(DataLoader):
         return {**self.__dict__, "_threads": None}  # threads stay in the process that started them
 
 
+def _build_batch(
+    loader: WindowDataLoader, threads: _LoaderThreads, consumer: queue.SimpleQueue, index: Any, by_consumer: bool = False
+) -> Any:
+    """Fetch and collate one batch (and pin it if asked). A function, not an iterator method, so
+    queued tasks do not keep a dropped iterator alive."""
+    dataset = loader.dataset
+    if loader.batch_sampler is not None:
+        getitems = getattr(dataset, "__getitems__", None)
+        data = getitems(index) if getitems is not None else [dataset[i] for i in index]
+        if isinstance(data, WindowRequest):
+            # Loader threads copy pieces of it, and so does the consumer if it is waiting.
+            data.run_parts = partial(threads.run_parts, consumer=None if by_consumer else consumer)
+            data.n_parts = len(threads.threads) + 1
+    else:
+        data = dataset[index]
+    batch = loader.collate_fn(data)
+    return _pin(batch) if loader.pin_memory else batch
+
+
 class _ThreadedBatchIterator:
     """Batches of a :class:`WindowDataLoader`, fetched by loader threads, returned in sampler order."""
 
@@ -241,24 +277,13 @@ class _ThreadedBatchIterator:
         self._live = [True]  # read by the threads: False once this iterator is done or dropped
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._ready: dict[int, tuple[bool, Any]] = {}
+        self._tasks: dict[int, _BatchTask] = {}
+        self._build = partial(_build_batch, loader, threads, self._results)
         self._submitted = 0
         self._next = 0
         self._exhausted = False
         self._length = len(loader)
         self._fill()
-
-    def _fetch(self, index: Any) -> Any:
-        dataset = self._loader.dataset
-        if self._batched:
-            getitems = getattr(dataset, "__getitems__", None)
-            data = getitems(index) if getitems is not None else [dataset[i] for i in index]
-            if isinstance(data, WindowRequest):
-                data.run_parts = partial(self._threads.run_parts, consumer=self._results)
-                data.n_parts = len(self._threads.threads) + 1
-        else:
-            data = dataset[index]
-        batch = self._loader.collate_fn(data)
-        return _pin(batch) if self._loader.pin_memory else batch
 
     def _fill(self) -> None:
         # ``depth`` batches in flight while the consumer waits (as torch counts prefetching).
@@ -268,7 +293,9 @@ class _ThreadedBatchIterator:
             except StopIteration:
                 self._exhausted = True
                 return
-            self._threads.tasks.put((self._live, self._results, self._submitted, self._fetch, index))
+            task = _BatchTask(self._live, self._results, self._submitted, self._build, index)
+            self._tasks[self._submitted] = task
+            self._threads.tasks.put(task)
             self._submitted += 1
 
     def __iter__(self) -> _ThreadedBatchIterator:
@@ -284,6 +311,11 @@ class _ThreadedBatchIterator:
         seq = self._next
         self._next += 1
         timeout = self._loader.timeout or None
+        task = self._tasks.pop(seq)
+        if seq not in self._ready and task.claim():
+            # No thread has started it: build it here rather than sleep until one does (threads
+            # still copy pieces of it); while the consumer is busy, threads build ahead as usual.
+            self._ready[seq] = task.run(True)
         while seq not in self._ready:
             try:
                 item = self._results.get(timeout=timeout)
@@ -303,6 +335,7 @@ class _ThreadedBatchIterator:
     def _close(self) -> None:
         self._live[0] = False
         self._ready.clear()
+        self._tasks.clear()
         if self._owns_threads:
             self._threads.close()
 
