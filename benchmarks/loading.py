@@ -4,16 +4,17 @@ Peer: for every window the loader delivers, copy the same (time, channels) block
 recording's memory map with NumPy (``np.array(memmap[start:stop])``), in the main process, in
 the same batches. Measured: an ``iEEGDataModule`` train loader (session batching,
 BasicPreprocessor; batches built by ``__getitems__`` with one copy per window into a time-major
-block) iterated for one epoch, with 2 workers and with 0 workers. Both run in one process on the
-same corpus and the same windows, after a warm-up pass so both read from the page cache; each is
-repeated and the best time is kept. The ratio (loader rate / plain-read rate) is what this
-benchmark reports; the target is >= 0.8 with 2 workers.
+block) iterated for one epoch, with 2 worker threads (the DataModule's default), with 2 worker
+processes (``worker_type="process"``) and with 0 workers. All run in one process on the same
+corpus (synced to disk first) and the same windows, after a warm-up pass so everything reads
+from the page cache; the paths and the peer are visited in turn over ``--repeats`` rounds and
+the best round of each is kept. The ratio (loader rate / plain-read rate) is what this benchmark
+reports; the target is >= 0.8 with 2 workers.
 
 The peer's copy lands in one freed-and-reused 0.5 MiB buffer (hot in cache) and hands nothing
-over; the loader must write every batch to memory the consumer keeps, run the clean-up pass and,
-with workers, pass each batch between processes. To show where the time goes, the CPU time per
-batch of the main process and of the workers (from /proc, Linux only) is printed too: with more
-CPU per batch than the cores this machine gives us, the 2-worker ratio is bounded by the cores.
+over; the loader must write every batch to memory the consumer keeps, clean it and, with worker
+processes, pass each batch between processes. The CPU time per batch of the main process (all
+its threads) and of worker processes (from /proc, Linux only) is printed too.
 
 Usage:
     python benchmarks/loading.py [--channels 64] [--rate 1024] [--seconds 600] [--sessions 4]
