@@ -257,7 +257,11 @@ def test_split_and_resume(x):
     assert recording.names == ("offset",) and window.names == ("car", "z")
     continuous = recording(NeuralBatch(x))
     assert continuous.applied == (recording.fingerprint,)
+    assert pipe.resume_point(continuous) == 1 and pipe.resume_point(NeuralBatch(x)) == 0
     resumed = pipe(continuous)
+    with pytest.raises(AlreadyAppliedError):
+        pipe.resume_point(resumed)
+    assert pipe.resume_point(resumed, reapply=True) == 0
     assert torch.allclose(resumed.signals, pipe(NeuralBatch(x)).signals)
     assert resumed.applied == (recording.fingerprint, pipe.fingerprint)
     assert pipe.split("z")[0].names == ("offset", "car")

@@ -220,7 +220,7 @@ class BaseModel(PreTrainedModel, ABC):
         """
         expected = self.config.input_spec
         pipeline = self.preprocess_pipeline
-        start = pipeline._resume_point(batch, reapply=False)
+        start = pipeline.resume_point(batch)
         remaining = pipeline[start:] if start else pipeline
         if start == 0:
             if expected.sampling_rate is not None and batch.sampling_rate is None:

@@ -330,13 +330,34 @@ class Pipeline:
         """
         batch, kind = as_batch(data, **metadata)
         training = self.training if training is None else training
-        start = self._resume_point(batch, reapply)
+        start = self.resume_point(batch, reapply=reapply)
         steps = self._steps[start:]
         _validate_steps(steps, batch.spec, training)
         out = _run_steps(steps, batch, training)
         return restore_kind(out.with_applied(self.fingerprint), kind)
 
-    def _resume_point(self, batch: NeuralBatch, reapply: bool) -> int:
+    def resume_point(self, batch: NeuralBatch, *, reapply: bool = False) -> int:
+        """Index of the first step still to run on ``batch``.
+
+        0 for a batch no part of this pipeline has touched; ``k`` when the first ``k`` steps (a
+        recording-level part, see :meth:`split`) were applied already, as the fingerprint of that
+        prefix in ``batch.applied`` says. :meth:`__call__` starts there.
+
+        Args:
+            batch: The batch to be preprocessed.
+            reapply: With the whole pipeline already applied, start again at 0 instead of raising.
+
+        Returns:
+            The step index to start from (``0 <= k < len(self)``).
+
+        Raises:
+            AlreadyAppliedError: the whole pipeline was applied to ``batch`` already.
+
+        Example:
+            >>> recording_part, _ = pipe.split(at=1)
+            >>> pipe.resume_point(recording_part(batch))
+            1
+        """
         if not batch.applied:
             return 0
         if self.fingerprint in batch.applied:
