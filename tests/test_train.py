@@ -147,3 +147,17 @@ def test_plain_dict_config_is_checked(tmp_path):
         train(cfg)
     with pytest.raises(TrainingConfigError, match="pretrained_model_name_or_path"):
         train(compose_config(["experiment=finetune_synthetic", f"output_dir={tmp_path}"]))
+
+
+def test_lightning_cloud_logger_tip_is_dropped_and_other_lines_are_kept(pretrained):
+    import logging
+
+    from neurocrane.training.trainer import _TIP_FILTER
+
+    assert _TIP_FILTER in logging.getLogger("pytorch_lightning.utilities.rank_zero").filters  # installed by train()
+
+    def record(message):
+        return logging.LogRecord("pytorch_lightning.utilities.rank_zero", logging.INFO, __file__, 1, message, (), None)
+
+    assert not _TIP_FILTER.filter(record("💡 Tip: ... try installing [litlogger](https://pypi.org/project/litlogger/)"))
+    assert _TIP_FILTER.filter(record("GPU available: False, used: False"))

@@ -58,6 +58,17 @@ __all__ = [
 
 logger = logging.getLogger("neurocrane.training")
 
+
+class _DropCloudLoggerTip(logging.Filter):
+    """Lightning 2.6 logs an advertisement for its cloud logger at every ``fit``; it says nothing
+    about the run, and in ``make demo`` it was the loudest line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+_TIP_FILTER = _DropCloudLoggerTip()
+
 CONFIG_MODULE = "neurocrane.conf"
 #: Top-level keys of a training config.
 KNOWN_KEYS = frozenset(
@@ -637,6 +648,7 @@ def train(
     elif record.input_spec is None:
         record.input_spec = data_summary.get("input_spec")
 
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_TIP_FILTER)  # (idempotent)
     trainer = _instantiate(cfg.trainer, "trainer", callbacks=all_callbacks, logger=_build_loggers(cfg))
     if not isinstance(trainer, pl.Trainer):
         raise TrainingConfigError(f"the trainer config built a {type(trainer).__name__}, not a pytorch_lightning.Trainer.")
