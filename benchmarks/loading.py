@@ -46,12 +46,23 @@ def make_corpus(root: Path, sessions: int, channels: int, rate: float, seconds: 
         write_recording(root / f"sub-{k % 2 + 1:02d}" / f"ses-{k + 1:02d}", rec)
 
 
-def loader_epoch(dm: iEEGDataModule, loader) -> tuple[int, float]:
+def loader_epoch(dm: iEEGDataModule, loader, step_s: float = 0.0) -> tuple[int, float]:
+    """One epoch; with ``step_s``, the consumer spends that long on each batch with the GIL free
+    (as a training loop waiting for its GPU step)."""
     t0 = time.perf_counter()
     n = 0
     for batch in loader:
         n += batch["neural_data"].shape[0]
+        if step_s:
+            time.sleep(step_s)
     return n, time.perf_counter() - t0
+
+
+def _sleep_epoch(n_batches: int, step_s: float) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        time.sleep(step_s)
+    return time.perf_counter() - t0
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -91,6 +102,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--step-ms", type=float, default=1.0,
+                        help="also time epochs whose consumer spends this long per batch (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +144,6 @@ def main() -> None:
             rates[mode] = (n_loader / best[mode][0], n_plain / best[mode][1])
             n_batches = args.repeats * len(batches)
             cpu[mode] = (cpu_total[mode][0] / n_batches, cpu_total[mode][1] / n_batches, best[mode][1] / len(batches))
-        del setups, loader
         win_bytes = args.channels * int(round(args.context * args.rate)) * 4
         print(f"corpus: {args.sessions} sessions x {args.channels} ch x {args.seconds:g} s at {args.rate:g} Hz; "
               f"{n_loader} windows of {args.context:g} s ({win_bytes / 2**20:.2f} MiB each), batch {args.batch_size}; "
@@ -149,6 +161,17 @@ def main() -> None:
         print(f"ratio loader ({args.workers} workers, iEEGDataModule default: threads) / plain read: "
               f"{ratio['thread']:.2f}  (target >= 0.80); worker processes: {ratio['process']:.2f}; "
               f"0 workers: {ratio['none']:.2f}")
+        if args.step_ms > 0:
+            # Training-like: the consumer is busy for step_ms per batch (GIL released, as while a
+            # GPU step runs); what loading adds on top is what workers failed to hide.
+            step, rounds = args.step_ms / 1e3, max(3, args.repeats // 2)
+            sleeps = min(_sleep_epoch(len(batches), step) for _ in range(rounds)) / len(batches)
+            print(f"with a consumer step of {args.step_ms:g} ms per batch (a sleep, measured alone: "
+                  f"{1e3 * sleeps:.3f} ms), loading adds per batch:")
+            for mode, (dm, loader, batches, _) in setups.items():
+                best_step = min(loader_epoch(dm, loader, step)[1] for _ in range(rounds))
+                print(f"  {mode:>7}: {1e3 * (best_step / len(batches) - sleeps):.3f} ms")
+        del setups, loader
 
 
 if __name__ == "__main__":
