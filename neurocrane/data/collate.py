@@ -274,9 +274,9 @@ def _read_windows(
     run_parts: Callable[[list[Callable[[], int]]], list[int]] | None,
     n_parts: int,
 ) -> int:
-    """Copy every window of a batch into ``out``; with ``run_parts``, in up to ``n_parts`` pieces
-    that loader threads copy together (each piece a run of whole windows). Returns the number of
-    non-finite values read."""
+    """Copy every window of a batch into ``out``; with ``run_parts``, as pieces (runs of whole
+    windows, about four per each of the ``n_parts`` threads) that loader threads copy together.
+    Returns the number of non-finite values read."""
     n_windows = sum(len(rows) for _, _, rows, _ in reads)
     if run_parts is None or n_parts < 2 or n_windows < 2:
         return sum(ds.read_into(pos, out, rows=rows, columns=columns, clean=clean) for ds, pos, rows, columns in reads)
