@@ -375,3 +375,16 @@ def test_the_consumer_builds_a_batch_no_thread_has_started(monkeypatch):
     finally:
         busy.set()
     assert got == [[0, 1], [2, 3], [4, 5]] and set(built_by) == {threading.current_thread().name}
+
+
+def test_lightning_can_rebuild_the_loader_with_its_worker_type():
+    from lightning_fabric.utilities.data import _replace_dunder_methods
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    data = list(range(10))
+    with _replace_dunder_methods(DataLoader, "dataset"):  # what Lightning wraps its hooks in
+        loader = WindowDataLoader(data, batch_size=3, num_workers=2, worker_type="thread")
+    rebuilt = _update_dataloader(loader, SequentialSampler(data))
+    assert type(rebuilt) is WindowDataLoader and rebuilt.worker_type == "thread" and rebuilt.num_workers == 2
+    assert [b.tolist() for b in rebuilt] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
