@@ -320,7 +320,10 @@ class _ThreadedBatchIterator:
             try:
                 item = self._results.get(timeout=timeout)
             except queue.Empty:
-                raise RuntimeError(f"WindowDataLoader timed out after {timeout} seconds waiting for a batch.") from None
+                raise RuntimeError(  # the type torch's DataLoader raises on its timeout
+                    f"WindowDataLoader timed out after {timeout} seconds waiting for a batch a loader thread is "
+                    "building; raise timeout= (0 waits forever) or look for a read that stalls in the dataset."
+                ) from None
             if item[0] is None:  # pieces of a batch being built: copy some instead of sleeping
                 item[1].work()
                 continue
